@@ -1,0 +1,74 @@
+//! The `composer` command line. This is the only layer that prints: the
+//! library reports through return values and events.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod graph;
+mod inputs;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "composer",
+    version,
+    about = "Runs AI content pipelines (recipes)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check recipes: syntax, imports, references, nodes, edges and outputs.
+    Validate {
+        #[arg(required = true)]
+        recipes: Vec<PathBuf>,
+        /// Print diagnostics as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a recipe's node graph (conditions on edges, loops dashed).
+    Graph {
+        recipe: PathBuf,
+        #[arg(long, value_enum, default_value_t = graph::GraphFormat::Mermaid)]
+        format: graph::GraphFormat,
+    },
+    /// List the inputs a recipe asks for.
+    Inputs {
+        recipe: PathBuf,
+        /// Print a JSON Schema of the inputs.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit codes: 0 success, 1 failure (invalid recipe, failed run), 2 usage.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Validate { recipes, json } => validate::run(&recipes, json),
+        Command::Graph { recipe, format } => graph::run(&recipe, format),
+        Command::Inputs { recipe, json } => inputs::run(&recipe, json),
+    }
+}
+
+/// Prints every diagnostic of a failed load to stderr.
+fn print_failure(failure: &crate::recipe::LoadFailure) {
+    for d in &failure.diagnostics {
+        eprintln!("{d}");
+    }
+}

@@ -1,0 +1,299 @@
+//! The validated recipe: plain types that the planner and the executors
+//! read. Everything here has passed the static checks of `validate`.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recipe {
+    pub name: String,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub user_inputs: Vec<UserInput>,
+    pub model_config: Option<ModelSpec>,
+    pub nodes: Vec<Node>,
+    /// None when the recipe has no `edges:` (nodes then run in list order).
+    pub edges: Option<Vec<Edge>>,
+    pub final_outputs: Option<Vec<FinalOutput>>,
+    /// Loop bound for every loop in this recipe unless an edge says otherwise.
+    pub max_iterations: Option<u32>,
+    /// The file this recipe came from, if any.
+    pub file: Option<PathBuf>,
+    /// Folder that relative paths (prompt files, sub-recipes) start from.
+    pub base_dir: PathBuf,
+}
+
+impl Recipe {
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    String,
+    Text,
+    Int,
+    Float,
+    Bool,
+    File,
+    Literal,
+}
+
+impl InputType {
+    pub const NAMES: [&'static str; 7] =
+        ["string", "text", "int", "float", "bool", "file", "literal"];
+
+    pub fn parse(name: &str) -> Option<InputType> {
+        Some(match name {
+            "string" | "str" => InputType::String,
+            "text" => InputType::Text,
+            "int" | "integer" => InputType::Int,
+            "float" | "number" => InputType::Float,
+            "bool" | "boolean" => InputType::Bool,
+            "file" => InputType::File,
+            "literal" => InputType::Literal,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputType::String => "string",
+            InputType::Text => "text",
+            InputType::Int => "int",
+            InputType::Float => "float",
+            InputType::Bool => "bool",
+            InputType::File => "file",
+            InputType::Literal => "literal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserInput {
+    pub id: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub input_type: InputType,
+    pub description: Option<String>,
+    pub default: Option<Value>,
+    pub required: bool,
+    pub literal_values: Option<Vec<Value>>,
+}
+
+/// A model mapping: `provider`, `model`, and every other key (temperature,
+/// max_tokens, base_url, mock settings ...) passed to the provider as-is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSpec {
+    pub provider: String,
+    pub model: String,
+    pub params: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// The failure fails the run (default).
+    Fail,
+    /// The output becomes null and the error is stored under `<output>_error`.
+    Continue,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeSettings {
+    pub on_error: Option<OnError>,
+    /// `cache: false | true | {ttl, normalize}`, kept raw until the cache exists.
+    pub cache: Option<Value>,
+    pub retry: Option<Value>,
+    /// Seconds.
+    pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub id: String,
+    pub description: Option<String>,
+    /// Entries laid over the state before the node runs (None: the whole state).
+    pub input: Option<IndexMap<String, Value>>,
+    /// State key the result is stored under (default: the id).
+    pub output: String,
+    pub model: Option<ModelSpec>,
+    pub settings: NodeSettings,
+    pub kind: NodeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Text,
+    Json,
+    Sections,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeKind {
+    LanguageTask {
+        prompt: Prompt,
+        output_format: OutputFormat,
+        fallback: Vec<ModelSpec>,
+    },
+    TextToSpeechTask,
+    SpeechToTextTask {
+        language: Option<String>,
+        response_format: Option<String>,
+    },
+    FunctionTask {
+        function_identifier: String,
+    },
+    Reduce {
+        function_identifier: String,
+    },
+    Map(MapSpec),
+    Recipe(SubRecipe),
+    Hitl(HitlSpec),
+}
+
+impl NodeKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NodeKind::LanguageTask { .. } => "language_task",
+            NodeKind::TextToSpeechTask => "text_to_speech_task",
+            NodeKind::SpeechToTextTask { .. } => "speech_to_text_task",
+            NodeKind::FunctionTask { .. } => "function_task",
+            NodeKind::Reduce { .. } => "reduce",
+            NodeKind::Map(_) => "map",
+            NodeKind::Recipe(_) => "recipe",
+            NodeKind::Hitl(_) => "hitl",
+        }
+    }
+
+    /// Whether this kind talks to a model (and so needs a model mapping).
+    pub fn uses_model(&self) -> bool {
+        matches!(
+            self,
+            NodeKind::LanguageTask { .. }
+                | NodeKind::TextToSpeechTask
+                | NodeKind::SpeechToTextTask { .. }
+        )
+    }
+}
+
+pub const NODE_TYPES: [&str; 8] = [
+    "language_task",
+    "text_to_speech_task",
+    "speech_to_text_task",
+    "function_task",
+    "map",
+    "reduce",
+    "recipe",
+    "hitl",
+];
+
+/// Task types a map may run per item.
+pub const MAP_TASK_TYPES: [&str; 5] = [
+    "language_task",
+    "text_to_speech_task",
+    "speech_to_text_task",
+    "function_task",
+    "recipe",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub enum Prompt {
+    Inline(String),
+    /// A `.jinja` file, read at load time; the path is kept for messages.
+    File {
+        path: PathBuf,
+        text: String,
+    },
+}
+
+impl Prompt {
+    pub fn text(&self) -> &str {
+        match self {
+            Prompt::Inline(t) => t,
+            Prompt::File { text, .. } => text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MapOnError {
+    Halt,
+    Skip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionMode {
+    Parallel,
+    Sequential,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    Auto,
+    Fixed(usize),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MapSpec {
+    /// A state key, dotted path or template expression giving a list.
+    pub over: String,
+    /// The per-item task; its id is `<map id>.task`.
+    pub task: Box<Node>,
+    pub on_error: MapOnError,
+    pub execution_mode: ExecutionMode,
+    pub max_concurrency: Concurrency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubRecipe {
+    pub recipe_path: PathBuf,
+    #[serde(skip)]
+    pub recipe: Arc<Recipe>,
+    pub input_mapping: Option<IndexMap<String, Value>>,
+    pub output_mapping: Option<IndexMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HitlSpec {
+    pub required_fields: Vec<String>,
+    pub timeout: Option<f64>,
+    pub default: Option<Value>,
+    pub prompt: Option<String>,
+}
+
+pub const START: &str = "START";
+pub const END: &str = "END";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    /// A Jinja expression (braces already stripped), evaluated on the state.
+    pub condition: Option<String>,
+    pub max_iterations: Option<u32>,
+    /// Where the edge sits in the recipe (`edges[2]`), for messages.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum FinalOutput {
+    /// A state key or dotted path; the result key is the whole string.
+    Key(String),
+    Entry {
+        id: String,
+        value: Value,
+        condition: Option<String>,
+    },
+}
