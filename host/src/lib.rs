@@ -2,11 +2,19 @@
 //!
 //! - `recipe`: load, resolve and validate recipe files into a typed `Recipe`.
 //! - `template`: the one Jinja environment (prompts, conditions, values).
-//! - `engine`: plan (graph, loops), user inputs; scheduler to come.
+//! - `engine`: plan (graph, loops), inputs, state, scheduler, events.
+//! - `nodes`: one executor per node type.
+//! - `providers`: language, speech and transcription clients (mock so far).
+//! - `plugins`: the function registry (scopes LOCAL > PROJECT > CORE).
+//! - `config`: `composer.toml` settings.
 //! - `cli`: the `composer` command's subcommands.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
+pub mod nodes;
+pub mod plugins;
+pub mod providers;
 pub mod recipe;
 pub mod template;
 

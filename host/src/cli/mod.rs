@@ -4,6 +4,8 @@
 
 mod graph;
 mod inputs;
+mod progress;
+mod run;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a recipe.
+    Run(run::RunArgs),
     /// Check recipes: syntax, imports, references, nodes, edges and outputs.
     Validate {
         #[arg(required = true)]
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Validate { recipes, json } => validate::run(&recipes, json),
         Command::Graph { recipe, format } => graph::run(&recipe, format),
         Command::Inputs { recipe, json } => inputs::run(&recipe, json),

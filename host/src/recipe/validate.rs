@@ -290,9 +290,9 @@ pub fn validate(
 
     if model_config.is_none() {
         for (i, n) in nodes.iter().enumerate() {
-            let names_model = raw_nodes
-                .iter()
-                .any(|m| m.get("id").and_then(Value::as_str) == Some(&n.id) && m.contains_key("model"));
+            let names_model = raw_nodes.iter().any(|m| {
+                m.get("id").and_then(Value::as_str) == Some(&n.id) && m.contains_key("model")
+            });
             if n.kind.uses_model() && !names_model {
                 c.out.push(
                     Diagnostic::warning(

@@ -1,0 +1,183 @@
+//! Showing a run's events: live progress bars on a terminal (indicatif),
+//! one log line per event elsewhere (CI logs, pipes).
+
+use crate::engine::events::{Event, EventKind, EventSink};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Live progress: one line per running node with its elapsed time, map
+/// items done/total; finished, skipped and failed nodes are printed above.
+pub struct TerminalProgress {
+    bars: MultiProgress,
+    running: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl TerminalProgress {
+    pub fn new() -> Self {
+        TerminalProgress {
+            bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `f` with the bars hidden (to ask a human, for instance).
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bars.suspend(f)
+    }
+
+    fn line(&self, text: String) {
+        let _ = self.bars.println(text);
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg} {elapsed:>4}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn map_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {elapsed:>4}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+impl EventSink for TerminalProgress {
+    fn emit(&self, event: Event) {
+        let Ok(mut running) = self.running.lock() else {
+            return;
+        };
+        match event.kind {
+            EventKind::NodeStarted { node, node_type } => {
+                let bar = self.bars.add(ProgressBar::new_spinner());
+                bar.set_style(spinner_style());
+                bar.set_message(format!("{node} ({node_type})"));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                running.insert(node, bar);
+            }
+            EventKind::MapProgress {
+                node,
+                done,
+                failed,
+                total,
+            } => {
+                if let Some(bar) = running.get(&node) {
+                    if bar.length() != Some(total as u64) {
+                        bar.set_style(map_style());
+                        bar.set_length(total as u64);
+                    }
+                    bar.set_position(done as u64);
+                    if failed > 0 {
+                        bar.set_message(format!("{node} ({failed} failed)"));
+                    }
+                }
+            }
+            EventKind::NodeFinished {
+                node,
+                duration,
+                mock,
+            } => {
+                if let Some(bar) = running.remove(&node) {
+                    bar.finish_and_clear();
+                    self.bars.remove(&bar);
+                }
+                let mark = if mock { " [mock]" } else { "" };
+                self.line(format!("✓ {node} {:.2}s{mark}", duration.as_secs_f64()));
+            }
+            EventKind::NodeSkipped { node } => self.line(format!("- {node} skipped")),
+            EventKind::NodeFailed {
+                node,
+                error,
+                continued,
+                ..
+            } => {
+                if let Some(bar) = running.remove(&node) {
+                    bar.finish_and_clear();
+                    self.bars.remove(&bar);
+                }
+                let how = if continued { " (continuing)" } else { "" };
+                self.line(format!("✗ {node}{how}: {error}"));
+            }
+            EventKind::NodeCancelled { node } => {
+                if let Some(bar) = running.remove(&node) {
+                    bar.finish_and_clear();
+                    self.bars.remove(&bar);
+                }
+                self.line(format!("⊘ {node} cancelled"));
+            }
+            EventKind::LoopIteration { nodes, iteration } => {
+                self.line(format!("↻ loop {} pass {iteration}", nodes.join(", ")));
+            }
+            EventKind::Log {
+                node,
+                level,
+                message,
+            } => self.line(format!("  {node} {level}: {message}")),
+            EventKind::RunStarted { .. } | EventKind::RunFinished { .. } => {}
+        }
+    }
+}
+
+/// One line per event on stderr, with the time since the run started.
+pub struct LogLines;
+
+impl EventSink for LogLines {
+    fn emit(&self, event: Event) {
+        let at = event.at.as_secs_f64();
+        let text = match event.kind {
+            EventKind::RunStarted { run_id, recipe } => format!("run {run_id} started: {recipe}"),
+            EventKind::NodeStarted { node, node_type } => format!("{node} started ({node_type})"),
+            EventKind::NodeFinished {
+                node,
+                duration,
+                mock,
+            } => format!(
+                "{node} finished in {:.3}s{}",
+                duration.as_secs_f64(),
+                if mock { " [mock]" } else { "" }
+            ),
+            EventKind::NodeSkipped { node } => format!("{node} skipped"),
+            EventKind::NodeFailed {
+                node,
+                error,
+                continued,
+                ..
+            } => {
+                format!(
+                    "{node} failed{}: {error}",
+                    if continued { " (continuing)" } else { "" }
+                )
+            }
+            EventKind::NodeCancelled { node } => format!("{node} cancelled"),
+            EventKind::MapProgress {
+                node,
+                done,
+                failed,
+                total,
+            } => {
+                // Every item would flood a log; a line per tenth is enough.
+                let step = (total / 10).max(1);
+                if done != total && done % step != 0 {
+                    return;
+                }
+                format!("{node} items {done}/{total} ({failed} failed)")
+            }
+            EventKind::LoopIteration { nodes, iteration } => {
+                format!("loop {} pass {iteration}", nodes.join(", "))
+            }
+            EventKind::Log {
+                node,
+                level,
+                message,
+            } => format!("{node} {level}: {message}"),
+            EventKind::RunFinished { success, duration } => format!(
+                "run {} in {:.3}s",
+                if success { "succeeded" } else { "failed" },
+                duration.as_secs_f64()
+            ),
+        };
+        let _ = writeln!(std::io::stderr().lock(), "[{at:8.3}s] {text}");
+    }
+}

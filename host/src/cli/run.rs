@@ -1,0 +1,287 @@
+//! `composer run RECIPE`
+
+use super::progress::{LogLines, TerminalProgress};
+use crate::engine::events::EventSink;
+use crate::engine::run::Services;
+use crate::engine::runner::{run_recipe, RunRequest};
+use crate::nodes::{HumanInput, HumanRequest};
+use crate::recipe::document::{self, Format};
+use crate::recipe::model::ModelSpec;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The recipe file (YAML or JSON).
+    pub recipe: PathBuf,
+    /// An input value, `KEY=VALUE` (repeatable).
+    #[arg(short = 'i', long = "input", value_name = "KEY=VALUE")]
+    pub inputs: Vec<String>,
+    /// Input values from a JSON or YAML mapping.
+    #[arg(long = "inputs", value_name = "FILE")]
+    pub inputs_file: Option<PathBuf>,
+    /// Use this model for every node, e.g. `mock/echo` to run offline.
+    #[arg(long, value_name = "PROVIDER/MODEL")]
+    pub model: Option<String>,
+    /// Folder for run outputs (each run gets its own folder inside).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print only the final outputs, as one JSON object, on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// A human reply for a hitl node: `NODE=JSON` or `NODE=@reply.json`.
+    #[arg(long, value_name = "NODE=JSON")]
+    pub reply: Vec<String>,
+    /// Settings file (default: `composer.toml` in the working directory).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Accept inputs the recipe does not declare.
+    #[arg(long)]
+    pub allow_extra_inputs: bool,
+}
+
+/// Exit code 2: the run could not start (bad recipe, inputs or flags).
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+pub fn run(args: RunArgs) -> ExitCode {
+    let (settings, warnings) = match crate::config::discover(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return usage_error(e),
+    };
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let loaded = match crate::recipe::load_file(&args.recipe) {
+        Ok(l) => l,
+        Err(failure) => {
+            super::print_failure(&failure);
+            return ExitCode::from(2);
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    let inputs = match collect_inputs(&args) {
+        Ok(i) => i,
+        Err(e) => return usage_error(e),
+    };
+    let replies = match parse_replies(&args.reply) {
+        Ok(r) => r,
+        Err(e) => return usage_error(e),
+    };
+    let model_override = match args.model.as_deref().map(parse_model).transpose() {
+        Ok(m) => m,
+        Err(e) => return usage_error(e),
+    };
+
+    let terminal = std::io::stderr().is_terminal();
+    let progress = terminal.then(|| Arc::new(TerminalProgress::new()));
+    let events: Arc<dyn EventSink> = match &progress {
+        Some(p) => p.clone(),
+        None => Arc::new(LogLines),
+    };
+    let out_root = args
+        .out
+        .clone()
+        .unwrap_or_else(|| settings.engine.output_dir.clone());
+    let allow_extra_inputs = args.allow_extra_inputs || settings.engine.allow_extra_inputs;
+    let mut services = Services::new(settings.engine);
+    if std::io::stdin().is_terminal() {
+        services.human = Some(Arc::new(TerminalHuman {
+            progress: progress.clone(),
+        }));
+    }
+    let request = RunRequest {
+        recipe: loaded.recipe,
+        inputs,
+        model_override,
+        out_root,
+        replies,
+        events,
+        allow_extra_inputs,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match runtime.block_on(run_recipe(Arc::new(services), request)) {
+        Ok(o) => o,
+        Err(not_started) => return usage_error(not_started.0),
+    };
+    if let Some(e) = &outcome.error {
+        eprintln!("error: {e}");
+        eprintln!(
+            "run {} failed after {:.2}s",
+            outcome.run_id,
+            outcome.duration.as_secs_f64()
+        );
+        return ExitCode::FAILURE;
+    }
+    if args.json {
+        match serde_json::to_string_pretty(&outcome.outputs) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: cannot encode outputs: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        for (key, value) in &outcome.outputs {
+            println!("── {key} ──");
+            match value {
+                serde_json::Value::String(s) => println!("{s}"),
+                other => println!(
+                    "{}",
+                    serde_json::to_string_pretty(other).unwrap_or_default()
+                ),
+            }
+        }
+    }
+    eprintln!(
+        "run {} finished in {:.2}s; files in {}{}",
+        outcome.run_id,
+        outcome.duration.as_secs_f64(),
+        outcome.out_dir.display(),
+        if outcome.mock {
+            " (outputs made by the mock provider)"
+        } else {
+            ""
+        }
+    );
+    ExitCode::SUCCESS
+}
+
+/// `--inputs FILE` first, then each `-i KEY=VALUE` over it.
+fn collect_inputs(args: &RunArgs) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut inputs = serde_json::Map::new();
+    if let Some(file) = &args.inputs_file {
+        let doc = read_value(file)?;
+        match doc {
+            serde_json::Value::Object(m) => inputs.extend(m),
+            _ => {
+                return Err(format!(
+                    "`{}` must hold a mapping of input values",
+                    file.display()
+                ))
+            }
+        }
+    }
+    for entry in &args.inputs {
+        let Some((key, value)) = entry.split_once('=') else {
+            return Err(format!("input `{entry}` must read KEY=VALUE"));
+        };
+        inputs.insert(
+            key.trim().to_string(),
+            serde_json::Value::String(value.to_string()),
+        );
+    }
+    Ok(inputs)
+}
+
+fn read_value(file: &Path) -> Result<serde_json::Value, String> {
+    let doc = crate::recipe::load::read_document(file).map_err(|d| d.to_string())?;
+    Ok(doc.value)
+}
+
+fn parse_replies(entries: &[String]) -> Result<HashMap<String, serde_json::Value>, String> {
+    let mut replies = HashMap::new();
+    for entry in entries {
+        let Some((node, reply)) = entry.split_once('=') else {
+            return Err(format!(
+                "reply `{entry}` must read NODE=JSON or NODE=@file.json"
+            ));
+        };
+        let value = match reply.strip_prefix('@') {
+            Some(file) => read_value(Path::new(file))?,
+            None => document::parse(reply, Format::Json, Path::new("--reply"))
+                .map(|d| d.value)
+                .map_err(|e| format!("reply for `{node}` is not JSON: {}", e.message))?,
+        };
+        replies.insert(node.trim().to_string(), value);
+    }
+    Ok(replies)
+}
+
+fn parse_model(text: &str) -> Result<ModelSpec, String> {
+    match text.split_once('/') {
+        Some((provider, model)) if !provider.is_empty() && !model.is_empty() => Ok(ModelSpec {
+            provider: provider.to_string(),
+            model: model.to_string(),
+            params: serde_json::Map::new(),
+        }),
+        _ => Err(format!(
+            "--model `{text}` must read PROVIDER/MODEL, e.g. mock/echo"
+        )),
+    }
+}
+
+/// Asks on the terminal: shows the node's inputs, reads a JSON object.
+struct TerminalHuman {
+    progress: Option<Arc<TerminalProgress>>,
+}
+
+#[async_trait]
+impl HumanInput for TerminalHuman {
+    async fn ask(&self, request: HumanRequest) -> Result<serde_json::Value, String> {
+        let progress = self.progress.clone();
+        tokio::task::spawn_blocking(move || {
+            let ask = || -> Result<serde_json::Value, String> {
+                eprintln!("\n── {} needs your reply ──", request.node);
+                if let Some(p) = &request.prompt {
+                    eprintln!("{p}");
+                }
+                eprintln!(
+                    "{}",
+                    serde_json::to_string_pretty(&request.shown).unwrap_or_default()
+                );
+                if !request.required_fields.is_empty() {
+                    eprintln!("required fields: {}", request.required_fields.join(", "));
+                }
+                loop {
+                    eprint!("reply (a JSON object)> ");
+                    let mut line = String::new();
+                    let n = std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        return Err("no reply (end of input)".into());
+                    }
+                    match serde_json::from_str::<serde_json::Value>(line.trim()) {
+                        Ok(v @ serde_json::Value::Object(_)) => {
+                            let missing: Vec<&String> = request
+                                .required_fields
+                                .iter()
+                                .filter(|f| v.get(f.as_str()).is_none())
+                                .collect();
+                            if missing.is_empty() {
+                                return Ok(v);
+                            }
+                            eprintln!("missing: {missing:?}; try again");
+                        }
+                        Ok(_) => eprintln!("a JSON object, please, e.g. {{\"approved\": true}}"),
+                        Err(e) => eprintln!("not JSON ({e}); try again"),
+                    }
+                }
+            };
+            match progress {
+                Some(p) => p.suspend(ask),
+                None => ask(),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}

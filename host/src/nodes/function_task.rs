@@ -1,0 +1,41 @@
+//! `function_task` and `reduce`: call a registered function with the
+//! resolved inputs as one JSON object (the whole state when the node has no
+//! `input`), and store the JSON it returns.
+
+use super::{NodeCtx, NodeOutput};
+use crate::engine::error::NodeError;
+use crate::engine::state::{from_json, to_json};
+use crate::plugins::CallContext;
+use crate::recipe::model::Node;
+
+pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutput, NodeError> {
+    let (vars, inputs) = ctx.resolve_inputs(node)?;
+    let input = match inputs {
+        Some(values) => serde_json::Value::Object(
+            node.input
+                .iter()
+                .flat_map(|entries| entries.keys())
+                .filter_map(|k| values.get(k).map(|v| (k.clone(), to_json(v))))
+                .collect(),
+        ),
+        None => to_json(&vars),
+    };
+    let Some((_, f)) = ctx.run.services.functions.get(function) else {
+        return Err(NodeError::Function {
+            function: function.to_string(),
+            message: "no such function is registered".into(),
+        });
+    };
+    let call = CallContext {
+        out_dir: ctx.run.out_dir.clone(),
+        node: ctx.path.clone(),
+    };
+    let output = f
+        .call(input, &call)
+        .await
+        .map_err(|message| NodeError::Function {
+            function: function.to_string(),
+            message,
+        })?;
+    Ok(NodeOutput::value(from_json(&output)))
+}

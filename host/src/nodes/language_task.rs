@@ -1,0 +1,147 @@
+//! `language_task`: render the prompt, ask a language model, shape the reply
+//! (`output_format: text | json | sections`). On a provider failure the
+//! `fallback` models are tried in order.
+
+use super::{NodeCtx, NodeOutput};
+use crate::engine::error::NodeError;
+use crate::providers::LanguageRequest;
+use crate::recipe::model::{Node, NodeKind, OutputFormat};
+use crate::template;
+use minijinja::value::Value;
+
+pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
+    let NodeKind::LanguageTask {
+        prompt,
+        output_format,
+        fallback,
+    } = &node.kind
+    else {
+        return Err(NodeError::Input("not a language task".into()));
+    };
+    let (vars, _) = ctx.resolve_inputs(node)?;
+    let prompt =
+        template::render(prompt.text(), &vars).map_err(|e| NodeError::template("prompt", e))?;
+    let json = *output_format == OutputFormat::Json;
+
+    let primary = ctx.model_for(node)?;
+    // `--model` replaces fallbacks too: an offline run stays offline.
+    let fallbacks = if ctx.run.model_override.is_some() {
+        &[][..]
+    } else {
+        &fallback[..]
+    };
+    let mut last_error = None;
+    for model in std::iter::once(primary).chain(fallbacks.iter().cloned()) {
+        let provider = ctx.run.services.providers.language(&model.provider)?;
+        let request = LanguageRequest {
+            model,
+            prompt: prompt.clone(),
+            json,
+        };
+        match provider.complete(&request).await {
+            Ok(response) => {
+                let value = shape(&response.text, *output_format)?;
+                return Ok(NodeOutput {
+                    value,
+                    extra: Vec::new(),
+                    mock: response.mock,
+                });
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error
+        .map(NodeError::Provider)
+        .unwrap_or_else(|| NodeError::Output("no model answered".into())))
+}
+
+fn shape(text: &str, format: OutputFormat) -> Result<Value, NodeError> {
+    match format {
+        OutputFormat::Text => Ok(Value::from(text)),
+        OutputFormat::Json => {
+            let body = strip_code_fence(text);
+            let parsed: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+                let preview: String = body.chars().take(120).collect();
+                NodeError::Output(format!(
+                    "output_format is json but the reply is not JSON ({e}); reply began: {preview:?}"
+                ))
+            })?;
+            Ok(Value::from_serialize(&parsed))
+        }
+        OutputFormat::Sections => Ok(Value::from_serialize(sections(text))),
+    }
+}
+
+/// Models often wrap JSON in a Markdown code fence.
+fn strip_code_fence(text: &str) -> &str {
+    let t = text.trim();
+    let Some(rest) = t.strip_prefix("```") else {
+        return t;
+    };
+    let rest = rest.strip_prefix("json").unwrap_or(rest);
+    rest.strip_suffix("```").unwrap_or(rest).trim()
+}
+
+/// `KEY: value` blocks into a mapping with lower-case keys; lines without a
+/// key continue the current block.
+pub fn sections(text: &str) -> indexmap::IndexMap<String, String> {
+    let mut out: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let header = line.split_once(':').and_then(|(key, value)| {
+            let k = key.trim().trim_matches(|c| c == '*' || c == '#').trim();
+            let is_key = !k.is_empty()
+                && k.len() <= 60
+                && k.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == ' ' || c == '-')
+                && k.chars().next().is_some_and(char::is_alphabetic);
+            is_key.then(|| {
+                (
+                    k.to_lowercase().replace([' ', '-'], "_"),
+                    value.trim().to_string(),
+                )
+            })
+        });
+        match header {
+            Some((key, value)) => {
+                out.insert(key.clone(), value);
+                current = Some(key);
+            }
+            None => {
+                if let Some(entry) = current.as_ref().and_then(|k| out.get_mut(k)) {
+                    if !entry.is_empty() {
+                        entry.push('\n');
+                    }
+                    entry.push_str(line);
+                }
+            }
+        }
+    }
+    for v in out.values_mut() {
+        *v = v.trim().to_string();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_parse_into_lowercase_keys() {
+        let s = sections("TITLE: Hello\nSUMMARY: first line\nsecond line\nKey Points: a");
+        assert_eq!(s.get("title").map(String::as_str), Some("Hello"));
+        assert_eq!(
+            s.get("summary").map(String::as_str),
+            Some("first line\nsecond line")
+        );
+        assert_eq!(s.get("key_points").map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn json_replies_may_be_fenced() {
+        let v = shape("```json\n{\"a\": [1]}\n```", OutputFormat::Json).map(|v| v.to_string());
+        assert_eq!(v.ok().as_deref(), Some("{\"a\": [1]}"));
+        assert!(shape("not json", OutputFormat::Json).is_err());
+    }
+}

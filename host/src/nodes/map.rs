@@ -1,0 +1,154 @@
+//! `map` (RECIPES.md section 7): run the task once per element of `over`,
+//! in parallel (bounded) or in sequence, keeping item order in the output
+//! whatever the completion order. `halt` stops at the first failure
+//! (dropping the items still running), `skip` leaves failed items out and
+//! lists them under `<output>_errors`.
+
+use super::{NodeCtx, NodeOutput};
+use crate::engine::error::NodeError;
+use crate::engine::events::EventKind;
+use crate::engine::state::{self, lookup, to_json, Values};
+use crate::recipe::model::{Concurrency, ExecutionMode, MapOnError, MapSpec, Node};
+use crate::recipe::validate::model_spec_from;
+use crate::template;
+use futures::stream::{self, StreamExt};
+use minijinja::value::Value;
+
+pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutput, NodeError> {
+    // The map's own inputs are visible to every item.
+    let (base, _) = ctx.resolve_inputs(node)?;
+    let items = over(&spec.over, &base)?;
+    let total = items.len();
+    let concurrency = match (spec.execution_mode, spec.max_concurrency) {
+        (ExecutionMode::Sequential, _) => 1,
+        (ExecutionMode::Parallel, Concurrency::Fixed(n)) => n,
+        (ExecutionMode::Parallel, Concurrency::Auto) => {
+            ctx.run.services.settings.auto_map_concurrency(total)
+        }
+    }
+    .max(1);
+
+    let task = &spec.task;
+    let mut outputs: Vec<Option<Value>> = vec![None; total];
+    let mut errors: Vec<serde_json::Value> = Vec::new();
+    let mut any_mock = false;
+    let progress_step = (total / 200).max(1);
+    let mut done = 0usize;
+
+    let mut results = stream::iter(items.into_iter().enumerate().map(|(index, item)| {
+        let item_ctx = item_context(ctx, &base, index, &item);
+        async move {
+            let result = match item_ctx {
+                Ok(c) => Box::pin(super::run(&c, task)).await,
+                Err(e) => Err(e),
+            };
+            (index, item, result)
+        }
+    }))
+    .buffer_unordered(concurrency);
+
+    while let Some((index, item, result)) = results.next().await {
+        done += 1;
+        match result {
+            Ok(output) => {
+                any_mock |= output.mock;
+                outputs[index] = Some(output.value);
+            }
+            Err(e) => match spec.on_error {
+                MapOnError::Halt => {
+                    return Err(NodeError::MapItem {
+                        index,
+                        source: Box::new(e),
+                    })
+                }
+                MapOnError::Skip => errors.push(serde_json::json!({
+                    "index": index,
+                    "item": to_json(&item),
+                    "error": e.to_string(),
+                })),
+            },
+        }
+        if done == total || done.is_multiple_of(progress_step) {
+            ctx.run.emit(EventKind::MapProgress {
+                node: ctx.path.clone(),
+                done,
+                failed: errors.len(),
+                total,
+            });
+        }
+    }
+    drop(results);
+
+    let value = Value::from(outputs.into_iter().flatten().collect::<Vec<_>>());
+    let mut extra = Vec::new();
+    if spec.on_error == MapOnError::Skip {
+        errors.sort_by_key(|e| e["index"].as_u64());
+        extra.push((
+            format!("{}_errors", node.output),
+            Value::from_serialize(&errors),
+        ));
+    }
+    Ok(NodeOutput {
+        value,
+        extra,
+        mock: any_mock,
+    })
+}
+
+/// `over`: a template expression, a state key or a dotted path; must be a list.
+fn over(over: &str, vars: &Value) -> Result<Vec<Value>, NodeError> {
+    let value = if template::is_template(over) {
+        template::resolve_template(over, vars).map_err(|e| NodeError::template("`over`", e))?
+    } else {
+        lookup(vars, over)
+            .ok_or_else(|| NodeError::Input(format!("`over`: `{over}` is not in the state")))?
+    };
+    if value.is_none() {
+        return Ok(Vec::new());
+    }
+    if value.kind() != minijinja::value::ValueKind::Seq {
+        return Err(NodeError::Input(format!(
+            "`over` must give a list, but `{over}` is {}",
+            value.kind()
+        )));
+    }
+    value
+        .try_iter()
+        .map(|it| it.collect())
+        .map_err(|e| NodeError::Input(format!("`over`: {e}")))
+}
+
+/// State and map inputs, plus `item`, `index` and the item's own keys.
+fn item_context(
+    ctx: &NodeCtx,
+    base: &Value,
+    index: usize,
+    item: &Value,
+) -> Result<NodeCtx, NodeError> {
+    let mut overlay = Values::new();
+    let mut item_model = None;
+    if item.kind() == minijinja::value::ValueKind::Map {
+        if let Ok(keys) = item.try_iter() {
+            for key in keys {
+                if let (Some(name), Ok(v)) = (key.as_str(), item.get_item(&key)) {
+                    overlay.insert(name.to_string(), v);
+                }
+            }
+        }
+        if let Some(m) = overlay.get("model_override").filter(|v| !v.is_none()) {
+            let spec = model_spec_from(&to_json(m))
+                .map_err(|e| NodeError::Input(format!("item {index} `model_override`: {e}")))?;
+            item_model = Some(spec);
+        }
+    }
+    overlay.insert("item".into(), item.clone());
+    overlay.insert("index".into(), Value::from(index));
+    Ok(NodeCtx {
+        run: ctx.run.clone(),
+        recipe: ctx.recipe.clone(),
+        path: format!("{}[{index}]", ctx.path),
+        vars: state::layered(overlay, base.clone()),
+        producers: ctx.producers.clone(),
+        item_model,
+    })
+}

@@ -1,0 +1,127 @@
+//! Node executors, one module per node type. Each takes the node's context
+//! and returns its output; none names its own node in errors (the scheduler
+//! adds the node path).
+
+mod function_task;
+pub mod hitl;
+mod language_task;
+mod map;
+mod recipe;
+mod speech_to_text_task;
+mod text_to_speech_task;
+
+pub use hitl::{HumanInput, HumanRequest};
+
+use crate::engine::error::NodeError;
+use crate::engine::run::RunContext;
+use crate::engine::state::{self, Values};
+use crate::recipe::model::{ModelSpec, Node, NodeKind, Recipe};
+use minijinja::value::Value;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Everything a node executor may read.
+#[derive(Clone)]
+pub struct NodeCtx {
+    pub run: Arc<RunContext>,
+    /// The recipe the node belongs to (for `model_config` and paths).
+    pub recipe: Arc<Recipe>,
+    /// Node path used in events: `parent/child`, `map[3]`.
+    pub path: String,
+    /// The visible state (for map items: state, map inputs and the item).
+    pub vars: Value,
+    /// Output names of the recipe's nodes: a name among them that holds
+    /// nothing (skipped producer) resolves to null.
+    pub producers: Arc<HashSet<String>>,
+    /// A map item's `model_override`.
+    pub item_model: Option<ModelSpec>,
+}
+
+/// What a node produced.
+#[derive(Debug, Default)]
+pub struct NodeOutput {
+    pub value: Value,
+    /// Further state keys to write after the output (sub-recipe output
+    /// mappings, a map's `<output>_errors`).
+    pub extra: Vec<(String, Value)>,
+    /// Made by the mock provider.
+    pub mock: bool,
+}
+
+impl NodeOutput {
+    pub fn value(value: Value) -> Self {
+        NodeOutput {
+            value,
+            ..NodeOutput::default()
+        }
+    }
+}
+
+impl NodeCtx {
+    /// The model a node uses: `--model` beats everything, then a map item's
+    /// `model_override`, then the node's own model, then `model_config`.
+    pub fn model_for(&self, node: &Node) -> Result<ModelSpec, NodeError> {
+        self.run
+            .model_override
+            .clone()
+            .or_else(|| self.item_model.clone())
+            .or_else(|| node.model.clone())
+            .or_else(|| self.recipe.model_config.clone())
+            .ok_or_else(|| {
+                NodeError::Input(
+                    "no model: give the node a `model`, the recipe a `model_config`, or run with `--model`".into(),
+                )
+            })
+    }
+
+    /// The node's `input` entries resolved against the visible state, and
+    /// the context they make when laid over it.
+    pub fn resolve_inputs(&self, node: &Node) -> Result<(Value, Option<Values>), NodeError> {
+        let Some(entries) = &node.input else {
+            return Ok((self.vars.clone(), None));
+        };
+        let mut resolved = Values::with_capacity(entries.len());
+        for (key, raw) in entries {
+            let v = state::resolve_entry(raw, &self.vars, &self.producers)
+                .map_err(|e| NodeError::template(format!("input `{key}`"), e))?;
+            resolved.insert(key.clone(), v);
+        }
+        let ctx = state::layered(resolved.clone(), self.vars.clone());
+        Ok((ctx, Some(resolved)))
+    }
+
+    /// A file name stem for outputs written by this node, unique per node
+    /// path within the run's output folder.
+    pub fn file_stem(&self) -> std::path::PathBuf {
+        let safe: String = self
+            .path
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.run.out_dir.join(safe.trim_matches('_'))
+    }
+}
+
+/// Runs one node.
+pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
+    match &node.kind {
+        NodeKind::LanguageTask { .. } => language_task::run(ctx, node).await,
+        NodeKind::TextToSpeechTask => text_to_speech_task::run(ctx, node).await,
+        NodeKind::SpeechToTextTask { .. } => speech_to_text_task::run(ctx, node).await,
+        NodeKind::FunctionTask {
+            function_identifier,
+        }
+        | NodeKind::Reduce {
+            function_identifier,
+        } => function_task::run(ctx, node, function_identifier).await,
+        NodeKind::Map(spec) => map::run(ctx, node, spec).await,
+        NodeKind::Recipe(sub) => recipe::run(ctx, node, sub).await,
+        NodeKind::Hitl(spec) => hitl::run(ctx, node, spec).await,
+    }
+}

@@ -1,0 +1,86 @@
+//! `recipe`: run another recipe as one node. Inputs come from
+//! `input_mapping` (same resolution rules as `input`) or, without it, from
+//! parent keys named like the sub-recipe's inputs. With `output_mapping`,
+//! each mapped key is written to the parent state (after the node output,
+//! so a mapped key wins over an output of the same name) and the node output
+//! holds the mapping; without it the output is the sub-recipe's final outputs.
+
+use super::{NodeCtx, NodeOutput};
+use crate::engine::error::{NodeError, RunError};
+use crate::engine::inputs;
+use crate::engine::plan::Plan;
+use crate::engine::state::{self, from_json, lookup, to_json};
+use crate::recipe::model::{Node, SubRecipe};
+use minijinja::value::Value;
+use std::sync::Arc;
+
+pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutput, NodeError> {
+    let (vars, _) = ctx.resolve_inputs(node)?;
+    let recipe = sub.recipe.clone();
+    let mut given = serde_json::Map::new();
+    match &sub.input_mapping {
+        Some(mapping) => {
+            for (key, raw) in mapping {
+                let v = state::resolve_entry(raw, &vars, &ctx.producers)
+                    .map_err(|e| NodeError::template(format!("input_mapping `{key}`"), e))?;
+                given.insert(key.clone(), to_json(&v));
+            }
+        }
+        None => {
+            for input in &recipe.user_inputs {
+                if let Some(v) = lookup(&vars, &input.id).filter(|v| !v.is_none()) {
+                    given.insert(input.id.clone(), to_json(&v));
+                }
+            }
+        }
+    }
+    let fail = |source: RunError| NodeError::SubRecipe {
+        recipe: recipe.name.clone(),
+        source: Box::new(source),
+    };
+    let values = inputs::prepare(&recipe.user_inputs, &given, false)
+        .map_err(|p| fail(RunError::Inputs(p)))?;
+    let plan = Plan::build(recipe.clone()).map_err(|d| {
+        fail(RunError::Preflight(
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
+    })?;
+    let prefix = format!("{}/", ctx.path);
+    let finished = Box::pin(crate::engine::run::execute(
+        ctx.run.clone(),
+        Arc::new(plan),
+        values,
+        prefix,
+    ))
+    .await
+    .map_err(fail)?;
+
+    let Some(mapping) = &sub.output_mapping else {
+        return Ok(NodeOutput {
+            value: from_json(&serde_json::Value::Object(finished.outputs)),
+            extra: Vec::new(),
+            mock: finished.mock,
+        });
+    };
+    let sub_state = state::context(&finished.state);
+    let mut mapped = state::Values::new();
+    let mut extra = Vec::new();
+    for (parent_key, sub_key) in mapping {
+        let v = lookup(&sub_state, sub_key)
+            .or_else(|| finished.outputs.get(sub_key).map(from_json))
+            .unwrap_or(Value::from(()));
+        mapped.insert(parent_key.clone(), v.clone());
+        extra.push((parent_key.clone(), v));
+    }
+    Ok(NodeOutput {
+        value: mapping
+            .keys()
+            .filter_map(|k| mapped.get(k).map(|v| (k.clone(), v.clone())))
+            .collect::<Value>(),
+        extra,
+        mock: finished.mock,
+    })
+}
