@@ -54,6 +54,9 @@ fn new_environment() -> Environment<'static> {
     env.set_keep_trailing_newline(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     minijinja_contrib::add_to_environment(&mut env);
+    // Jinja2's truncate takes positional arguments (`truncate(90)`); the
+    // contrib one only keywords. Recipe authors write Jinja2.
+    env.add_filter("truncate", truncate);
     // Templates are looked up by their own source text: the environment then
     // compiles each distinct template once and owns it.
     env.set_loader(|source: &str| Ok(Some(source.to_string())));
@@ -193,6 +196,47 @@ pub fn resolve_template(s: &str, ctx: &Value) -> Result<Value, TemplateError> {
     }
 }
 
+/// Jinja2's `truncate(s, length=255, killwords=False, end='...', leeway=5)`,
+/// with positional or keyword arguments.
+fn truncate(
+    value: &str,
+    args: minijinja::value::Rest<Value>,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<String, Error> {
+    let positional = |i: usize| args.get(i).filter(|v| !v.is_none());
+    let length = match kwargs.get::<Option<usize>>("length")? {
+        Some(n) => n,
+        None => positional(0).map(|v| usize::try_from(v.clone())).transpose()?.unwrap_or(255),
+    };
+    let killwords = match kwargs.get::<Option<bool>>("killwords")? {
+        Some(b) => b,
+        None => positional(1).is_some_and(Value::is_true),
+    };
+    let end = match kwargs.get::<Option<String>>("end")? {
+        Some(e) => e,
+        None => positional(2).map(|v| v.to_string()).unwrap_or_else(|| "...".into()),
+    };
+    let leeway = match kwargs.get::<Option<usize>>("leeway")? {
+        Some(n) => n,
+        None => positional(3).map(|v| usize::try_from(v.clone())).transpose()?.unwrap_or(5),
+    };
+    if args.len() > 4 {
+        return Err(Error::new(ErrorKind::TooManyArguments, "truncate takes at most 4 arguments"));
+    }
+    kwargs.assert_all_used()?;
+    let chars = value.chars().count();
+    if chars <= length + leeway {
+        return Ok(value.to_string());
+    }
+    let keep: String = value.chars().take(length.saturating_sub(end.chars().count())).collect();
+    let kept = if killwords {
+        keep.as_str()
+    } else {
+        keep.rsplit_once(' ').map(|(head, _)| head).unwrap_or(&keep)
+    };
+    Ok(format!("{kept}{end}"))
+}
+
 fn plain(e: &Error) -> TemplateError {
     TemplateError {
         message: describe(e),
@@ -253,6 +297,17 @@ mod tests {
         let ctx = context! { s => "a b c", d => context!{ k => 1 } };
         let out = render("{{ s.upper() }} {{ s.split() | length }} {{ s | wordcount }} {% for k, v in d.items() %}{{k}}={{v}}{% endfor %}", &ctx);
         assert_eq!(out.ok().as_deref(), Some("A B C 3 3 k=1"));
+    }
+
+    #[test]
+    fn truncate_takes_jinja2_arguments() {
+        let ctx = context! { s => "the quick brown fox jumps over the lazy dog" };
+        assert_eq!(render("{{ s | truncate(15) }}", &ctx).ok().as_deref(), Some("the quick..."));
+        assert_eq!(
+            render("{{ s | truncate(15, true, '~', 0) }}", &ctx).ok().as_deref(),
+            Some("the quick brow~")
+        );
+        assert_eq!(render("{{ s | truncate(length=100) }}", &ctx).ok().as_deref(), Some("the quick brown fox jumps over the lazy dog"));
     }
 
     #[test]

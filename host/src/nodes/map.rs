@@ -61,11 +61,18 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutpu
                         source: Box::new(e),
                     })
                 }
-                MapOnError::Skip => errors.push(serde_json::json!({
+                MapOnError::Skip => {
+                    ctx.run.emit(EventKind::Log {
+                        node: format!("{}[{index}]", ctx.path),
+                        level: "warn".into(),
+                        message: format!("item skipped: {e}"),
+                    });
+                    errors.push(serde_json::json!({
                     "index": index,
                     "item": to_json(&item),
                     "error": e.to_string(),
-                })),
+                    }));
+                }
             },
         }
         if done == total || done.is_multiple_of(progress_step) {

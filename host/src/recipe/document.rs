@@ -102,9 +102,13 @@ pub fn parse(text: &str, format: Format, file: &Path) -> Result<Document, Diagno
         Format::Yaml => parse_yaml(text).map_err(|e| e.in_file(file)),
         Format::Json => {
             let value: Value = serde_json::from_str(text).map_err(|e| {
-                Diagnostic::error(Code::Syntax, format!("invalid JSON: {e}"))
-                    .in_file(file)
-                    .at_line(e.line(), e.column())
+                // serde_json refuses deep nesting itself: same code as YAML.
+                let d = if e.to_string().starts_with("recursion limit exceeded") {
+                    too_deep()
+                } else {
+                    Diagnostic::error(Code::Syntax, format!("invalid JSON: {e}"))
+                };
+                d.in_file(file).at_line(e.line(), e.column())
             })?;
             check_depth(&value, 0).map_err(|e| e.in_file(file))?;
             // Positions are a convenience: a JSON file the YAML reader cannot

@@ -898,15 +898,11 @@ fn sub_recipe(
         Ok(r) => r,
         Err(diags) => {
             let nested_errors = diags.iter().filter(|d| d.is_error()).count();
-            let cycle = diags
-                .iter()
-                .find(|d| d.code == Code::RecipeCycle && d.file.is_none());
-            match cycle {
-                Some(d) => c.error(
-                    Code::RecipeCycle,
-                    &join_key(path, "recipe_path"),
-                    d.message.clone(),
-                ),
+            // A problem without a file is about the path itself (missing
+            // file, recursion): report it here, since it is not kept below.
+            let local = diags.iter().find(|d| d.is_error() && d.file.is_none());
+            match local {
+                Some(d) => c.error(d.code, &join_key(path, "recipe_path"), d.message.clone()),
                 None => c.error(
                     Code::SubRecipe,
                     &join_key(path, "recipe_path"),

@@ -1,0 +1,11 @@
+# Sourced by the other scripts: installs what a fresh machine with Rust lacks.
+# Idempotent and quiet when everything is already there.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "composer needs a Rust toolchain (cargo): https://rustup.rs" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    rustup component add "$component"
+  fi
+done
