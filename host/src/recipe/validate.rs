@@ -269,13 +269,19 @@ pub fn validate(
         .iter()
         .filter_map(|m| m.get("id").and_then(Value::as_str))
         .collect();
+    let id_set: HashSet<&str> = ids.iter().copied().collect();
+    let with_model: HashSet<&str> = raw_nodes
+        .iter()
+        .filter(|m| m.contains_key("model"))
+        .filter_map(|m| m.get("id").and_then(Value::as_str))
+        .collect();
     let edges = match map.get("edges") {
         None | Some(Value::Null) => None,
         Some(Value::Array(items)) => Some(
             items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, v)| edge(&mut c, v, &join_index("edges", i), &ids))
+                .filter_map(|(i, v)| edge(&mut c, v, &join_index("edges", i), &ids, &id_set))
                 .collect(),
         ),
         Some(other) => {
@@ -290,10 +296,7 @@ pub fn validate(
 
     if model_config.is_none() {
         for (i, n) in nodes.iter().enumerate() {
-            let names_model = raw_nodes.iter().any(|m| {
-                m.get("id").and_then(Value::as_str) == Some(&n.id) && m.contains_key("model")
-            });
-            if n.kind.uses_model() && !names_model {
+            if n.kind.uses_model() && !with_model.contains(n.id.as_str()) {
                 c.out.push(
                     Diagnostic::warning(
                         Code::NoModel,
@@ -1010,7 +1013,13 @@ pub fn strip_braces(condition: &str) -> &str {
     }
 }
 
-fn edge(c: &mut Checker, value: &Value, path: &str, ids: &[&str]) -> Option<Edge> {
+fn edge(
+    c: &mut Checker,
+    value: &Value,
+    path: &str,
+    ids: &[&str],
+    id_set: &HashSet<&str>,
+) -> Option<Edge> {
     let (from, to, condition, max_iterations) = match value {
         Value::String(s) => {
             let parts: Vec<&str> = s.split(" to ").map(str::trim).collect();
@@ -1085,7 +1094,7 @@ fn edge(c: &mut Checker, value: &Value, path: &str, ids: &[&str]) -> Option<Edge
                 format!("`{name}` cannot be an edge's `{end}`"),
             );
             ok = false;
-        } else if !is_start && !is_end && !ids.contains(&name.as_str()) {
+        } else if !is_start && !is_end && !id_set.contains(name.as_str()) {
             let names = ids.iter().copied().chain([START, END]);
             c.error_hint(
                 Code::UnknownNode,
