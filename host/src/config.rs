@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 #[serde(default)]
 pub struct Settings {
     pub engine: EngineSettings,
+    pub plugins: crate::plugins::catalog::PluginSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -206,7 +206,10 @@ fn truncate(
     let positional = |i: usize| args.get(i).filter(|v| !v.is_none());
     let length = match kwargs.get::<Option<usize>>("length")? {
         Some(n) => n,
-        None => positional(0).map(|v| usize::try_from(v.clone())).transpose()?.unwrap_or(255),
+        None => positional(0)
+            .map(|v| usize::try_from(v.clone()))
+            .transpose()?
+            .unwrap_or(255),
     };
     let killwords = match kwargs.get::<Option<bool>>("killwords")? {
         Some(b) => b,
@@ -214,21 +217,32 @@ fn truncate(
     };
     let end = match kwargs.get::<Option<String>>("end")? {
         Some(e) => e,
-        None => positional(2).map(|v| v.to_string()).unwrap_or_else(|| "...".into()),
+        None => positional(2)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "...".into()),
     };
     let leeway = match kwargs.get::<Option<usize>>("leeway")? {
         Some(n) => n,
-        None => positional(3).map(|v| usize::try_from(v.clone())).transpose()?.unwrap_or(5),
+        None => positional(3)
+            .map(|v| usize::try_from(v.clone()))
+            .transpose()?
+            .unwrap_or(5),
     };
     if args.len() > 4 {
-        return Err(Error::new(ErrorKind::TooManyArguments, "truncate takes at most 4 arguments"));
+        return Err(Error::new(
+            ErrorKind::TooManyArguments,
+            "truncate takes at most 4 arguments",
+        ));
     }
     kwargs.assert_all_used()?;
     let chars = value.chars().count();
     if chars <= length + leeway {
         return Ok(value.to_string());
     }
-    let keep: String = value.chars().take(length.saturating_sub(end.chars().count())).collect();
+    let keep: String = value
+        .chars()
+        .take(length.saturating_sub(end.chars().count()))
+        .collect();
     let kept = if killwords {
         keep.as_str()
     } else {
@@ -302,12 +316,22 @@ mod tests {
     #[test]
     fn truncate_takes_jinja2_arguments() {
         let ctx = context! { s => "the quick brown fox jumps over the lazy dog" };
-        assert_eq!(render("{{ s | truncate(15) }}", &ctx).ok().as_deref(), Some("the quick..."));
         assert_eq!(
-            render("{{ s | truncate(15, true, '~', 0) }}", &ctx).ok().as_deref(),
+            render("{{ s | truncate(15) }}", &ctx).ok().as_deref(),
+            Some("the quick...")
+        );
+        assert_eq!(
+            render("{{ s | truncate(15, true, '~', 0) }}", &ctx)
+                .ok()
+                .as_deref(),
             Some("the quick brow~")
         );
-        assert_eq!(render("{{ s | truncate(length=100) }}", &ctx).ok().as_deref(), Some("the quick brown fox jumps over the lazy dog"));
+        assert_eq!(
+            render("{{ s | truncate(length=100) }}", &ctx)
+                .ok()
+                .as_deref(),
+            Some("the quick brown fox jumps over the lazy dog")
+        );
     }
 
     #[test]

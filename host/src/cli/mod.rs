@@ -4,6 +4,7 @@
 
 mod graph;
 mod inputs;
+mod plugin;
 mod progress;
 mod run;
 mod validate;
@@ -41,6 +42,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = graph::GraphFormat::Mermaid)]
         format: graph::GraphFormat,
     },
+    /// Scaffold, build, inspect and list plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// List the inputs a recipe asks for.
     Inputs {
         recipe: PathBuf,
@@ -68,6 +72,18 @@ pub fn main() -> ExitCode {
         Command::Validate { recipes, json } => validate::run(&recipes, json),
         Command::Graph { recipe, format } => graph::run(&recipe, format),
         Command::Inputs { recipe, json } => inputs::run(&recipe, json),
+        Command::Plugin(command) => match crate::config::discover(None) {
+            Ok((settings, warnings)) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                plugin::run(command, settings.plugins)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

@@ -107,6 +107,15 @@ impl EventSink for TerminalProgress {
                 }
                 self.line(format!("⊘ {node} cancelled"));
             }
+            EventKind::NodeProgress { node, done, total } => {
+                if let Some(bar) = running.get(&node) {
+                    if bar.length() != Some(total) {
+                        bar.set_style(map_style());
+                        bar.set_length(total);
+                    }
+                    bar.set_position(done);
+                }
+            }
             EventKind::LoopIteration { nodes, iteration } => {
                 self.line(format!("↻ loop {} pass {iteration}", nodes.join(", ")));
             }
@@ -163,6 +172,13 @@ impl EventSink for LogLines {
                     return;
                 }
                 format!("{node} items {done}/{total} ({failed} failed)")
+            }
+            EventKind::NodeProgress { node, done, total } => {
+                let step = (total / 10).max(1);
+                if done != total && !done.is_multiple_of(step) {
+                    return;
+                }
+                format!("{node} progress {done}/{total}")
             }
             EventKind::LoopIteration { nodes, iteration } => {
                 format!("loop {} pass {iteration}", nodes.join(", "))

@@ -5,6 +5,7 @@ use crate::engine::events::EventSink;
 use crate::engine::run::Services;
 use crate::engine::runner::{run_recipe, RunRequest};
 use crate::nodes::{HumanInput, HumanRequest};
+use crate::plugins::catalog::{register_project_plugins, PluginHost};
 use crate::recipe::document::{self, Format};
 use crate::recipe::model::ModelSpec;
 use async_trait::async_trait;
@@ -92,7 +93,24 @@ pub fn run(args: RunArgs) -> ExitCode {
         .clone()
         .unwrap_or_else(|| settings.engine.output_dir.clone());
     let allow_extra_inputs = args.allow_extra_inputs || settings.engine.allow_extra_inputs;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut services = Services::new(settings.engine);
+    // Plugin folders are only looked at when the recipe calls a function.
+    if !loaded.recipe.functions().is_empty() {
+        let host = PluginHost::new(settings.plugins);
+        for w in runtime.block_on(register_project_plugins(&host, &mut services.functions)) {
+            eprintln!("warning: {w}");
+        }
+    }
     if std::io::stdin().is_terminal() {
         services.human = Some(Arc::new(TerminalHuman {
             progress: progress.clone(),
@@ -106,16 +124,6 @@ pub fn run(args: RunArgs) -> ExitCode {
         replies,
         events,
         allow_extra_inputs,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
     };
     let outcome = match runtime.block_on(run_recipe(Arc::new(services), request)) {
         Ok(o) => o,

@@ -17,6 +17,8 @@ pub enum NodeError {
     Provider(#[from] ProviderError),
     #[error("function `{function}` failed: {message}")]
     Function { function: String, message: String },
+    #[error(transparent)]
+    Plugin(#[from] crate::plugins::PluginError),
     #[error("{0}")]
     Input(String),
     #[error("{0}")]

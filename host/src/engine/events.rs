@@ -43,6 +43,12 @@ pub enum EventKind {
         failed: usize,
         total: usize,
     },
+    /// Progress a node reports by itself (a plugin reading a large file).
+    NodeProgress {
+        node: String,
+        done: u64,
+        total: u64,
+    },
     LoopIteration {
         nodes: Vec<String>,
         iteration: u32,

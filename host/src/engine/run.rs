@@ -66,6 +66,8 @@ pub struct RunContext {
     pub model_override: Option<ModelSpec>,
     /// Scripted human replies, by node id or path.
     pub replies: HashMap<String, serde_json::Value>,
+    /// Folders plugins may read: those holding the run's `file` inputs.
+    pub read_grants: Vec<PathBuf>,
 }
 
 impl RunContext {

@@ -88,6 +88,7 @@ pub async fn run_recipe(
         started: Instant::now(),
         model_override: request.model_override,
         replies: request.replies,
+        read_grants: file_input_folders(&recipe, &values),
     });
     run.emit(EventKind::RunStarted {
         run_id: run_id.clone(),
@@ -117,6 +118,35 @@ pub async fn run_recipe(
             mock: false,
         },
     })
+}
+
+/// The folders of the run's `file` inputs, which plugins may read.
+fn file_input_folders(
+    recipe: &Recipe,
+    values: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<PathBuf> {
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for input in &recipe.user_inputs {
+        if input.input_type != crate::recipe::model::InputType::File {
+            continue;
+        }
+        let paths: Vec<&str> = match values.get(&input.id) {
+            Some(serde_json::Value::String(p)) => vec![p.as_str()],
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(|v| v.as_str()).collect()
+            }
+            _ => Vec::new(),
+        };
+        for p in paths {
+            let folder = std::fs::canonicalize(p)
+                .ok()
+                .and_then(|f| f.parent().map(std::path::Path::to_path_buf));
+            if let Some(folder) = folder.filter(|f| !folders.contains(f)) {
+                folders.push(folder);
+            }
+        }
+    }
+    folders
 }
 
 /// `run-YYYYMMDD-HHMMSS-xxxx`: sortable by time, unique enough per machine.

@@ -4,9 +4,11 @@
 
 use super::{NodeCtx, NodeOutput};
 use crate::engine::error::NodeError;
+use crate::engine::events::EventKind;
 use crate::engine::state::{from_json, to_json};
-use crate::plugins::CallContext;
+use crate::plugins::{CallContext, CallError};
 use crate::recipe::model::Node;
+use std::sync::Arc;
 
 pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutput, NodeError> {
     let (vars, inputs) = ctx.resolve_inputs(node)?;
@@ -26,16 +28,35 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
             message: "no such function is registered".into(),
         });
     };
+    let (run, node) = (ctx.run.clone(), ctx.path.clone());
+    let on_log = Arc::new(move |level: &str, message: &str| {
+        run.emit(EventKind::Log {
+            node: node.clone(),
+            level: level.to_string(),
+            message: message.to_string(),
+        });
+    });
+    let (run, node) = (ctx.run.clone(), ctx.path.clone());
+    let on_progress = Arc::new(move |done: u64, total: u64| {
+        run.emit(EventKind::NodeProgress {
+            node: node.clone(),
+            done,
+            total,
+        });
+    });
     let call = CallContext {
         out_dir: ctx.run.out_dir.clone(),
+        read_grants: ctx.run.read_grants.clone(),
         node: ctx.path.clone(),
+        on_log: Some(on_log),
+        on_progress: Some(on_progress),
     };
-    let output = f
-        .call(input, &call)
-        .await
-        .map_err(|message| NodeError::Function {
+    let output = f.call(input, &call).await.map_err(|e| match e {
+        CallError::Plugin(p) => NodeError::Plugin(p),
+        CallError::Message(message) => NodeError::Function {
             function: function.to_string(),
             message,
-        })?;
+        },
+    })?;
     Ok(NodeOutput::value(from_json(&output)))
 }

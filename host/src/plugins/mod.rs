@@ -1,7 +1,22 @@
-//! Functions that `function_task` and `reduce` nodes call. The registry is
-//! the interface; WebAssembly components fill the PROJECT and LOCAL scopes
-//! (plugins issue), native Rust functions the CORE scope.
+//! Functions that `function_task` and `reduce` nodes call: the registry
+//! (scopes LOCAL > PROJECT > CORE) and the WebAssembly plugin host.
+//!
+//! - `bindings`: the one `bindgen!` of `plugin-sdk/wit`;
+//! - `runtime`: engine, compiled-code cache, fresh instance per call;
+//! - `limits`: fuel, memory, tables, instances, time, output size;
+//! - `sandbox`: WASI with no ambient authority, granted folders only;
+//! - `catalog`: plugin folders → registered functions (lazily);
+//! - `registry`: names → functions, by scope.
 
+pub mod bindings;
+pub mod catalog;
+pub mod error;
+pub mod limits;
 pub mod registry;
+pub mod runtime;
+pub mod sandbox;
 
-pub use registry::{CallContext, Function, FunctionInfo, FunctionRegistry, Scope};
+pub use error::PluginError;
+pub use limits::{LimitOverrides, PluginLimits};
+pub use registry::{CallContext, CallError, Function, FunctionInfo, FunctionRegistry, Scope};
+pub use sandbox::Grant;

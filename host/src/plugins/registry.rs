@@ -28,35 +28,69 @@ impl Scope {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FunctionInfo {
     pub name: String,
     pub description: String,
     /// Same input, same output, no side effects: results may be cached.
     pub pure: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// JSON Schema of the input, as JSON text.
+    #[serde(default)]
+    pub input_schema: Option<String>,
 }
 
+/// A log line handler: (level or stream, message).
+pub type LogFn = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// What a call may use of its run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CallContext {
     /// The run's output folder (readable and writable by the call).
     pub out_dir: PathBuf,
+    /// Folders the call may read (those of `file` inputs).
+    pub read_grants: Vec<PathBuf>,
     /// Node path, for logs.
     pub node: String,
+    pub on_log: Option<LogFn>,
+    pub on_progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
+}
+
+/// Why a function call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Plugin(#[from] crate::plugins::PluginError),
+    #[error("{0}")]
+    Message(String),
 }
 
 #[async_trait]
 pub trait Function: Send + Sync {
     fn info(&self) -> FunctionInfo;
+    /// Where the function comes from (a file, "built in"), for listings.
+    fn origin(&self) -> String {
+        "built in".to_string()
+    }
     /// Calls the function with the node's resolved inputs as one JSON object.
     async fn call(
         &self,
         input: serde_json::Value,
         ctx: &CallContext,
-    ) -> Result<serde_json::Value, String>;
+    ) -> Result<serde_json::Value, CallError>;
 }
 
 type ScopedFunction = (Scope, Arc<dyn Function>);
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegistryEntry {
+    pub scope: Scope,
+    pub info: FunctionInfo,
+    pub origin: String,
+    /// False when a higher scope shadows this entry.
+    pub active: bool,
+}
 
 #[derive(Clone, Default)]
 pub struct FunctionRegistry {
@@ -95,13 +129,21 @@ impl FunctionRegistry {
         self.entries.keys().map(String::as_str)
     }
 
-    /// Every function with the scope that serves it, by name.
-    pub fn list(&self) -> Vec<(Scope, FunctionInfo)> {
-        self.entries
-            .values()
-            .filter_map(|l| l.last())
-            .map(|(s, f)| (*s, f.info()))
-            .collect()
+    /// Every registered function, by name, with its scope and origin;
+    /// shadowed entries are listed too (`active` false).
+    pub fn list(&self) -> Vec<RegistryEntry> {
+        let mut out = Vec::new();
+        for list in self.entries.values() {
+            for (i, (scope, f)) in list.iter().enumerate().rev() {
+                out.push(RegistryEntry {
+                    scope: *scope,
+                    info: f.info(),
+                    origin: f.origin(),
+                    active: i + 1 == list.len(),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -118,13 +160,15 @@ mod tests {
                 name: self.0.into(),
                 description: String::new(),
                 pure: true,
+                tags: Vec::new(),
+                input_schema: None,
             }
         }
         async fn call(
             &self,
             _: serde_json::Value,
             _: &CallContext,
-        ) -> Result<serde_json::Value, String> {
+        ) -> Result<serde_json::Value, CallError> {
             Ok(serde_json::Value::String(self.1.into()))
         }
     }

@@ -30,6 +30,36 @@ impl Recipe {
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
     }
+
+    /// Every function the recipe calls, with where (`nodes[2].task`;
+    /// sub-recipes as `nodes[0]/nodes[1]`), sub-recipes and map tasks included.
+    pub fn functions(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            collect_functions(node, &format!("nodes[{i}]"), &mut out);
+        }
+        out
+    }
+}
+
+fn collect_functions(node: &Node, path: &str, out: &mut Vec<(String, String)>) {
+    match &node.kind {
+        NodeKind::FunctionTask {
+            function_identifier,
+        }
+        | NodeKind::Reduce {
+            function_identifier,
+        } => {
+            out.push((path.to_string(), function_identifier.clone()));
+        }
+        NodeKind::Map(spec) => collect_functions(&spec.task, &format!("{path}.task"), out),
+        NodeKind::Recipe(sub) => {
+            for (p, f) in sub.recipe.functions() {
+                out.push((format!("{path}/{p}"), f));
+            }
+        }
+        _ => {}
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,0 +1,10 @@
+//! The one `bindgen!` of the plugin contract (`plugin-sdk/wit`). Host
+//! imports (`log`, `progress`) are plain functions: they never trap.
+
+wasmtime::component::bindgen!({
+    path: "../plugin-sdk/wit",
+    world: "plugin",
+    exports: { default: async },
+});
+
+pub use composer::plugin::host::Level;

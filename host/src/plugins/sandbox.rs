@@ -1,0 +1,121 @@
+//! The WASI context of one call: no ambient authority. An empty
+//! environment, no arguments, no sockets or name lookups, stdin empty,
+//! stdout and stderr captured with a size cap, and no filesystem except the
+//! granted folders. A folder is granted at the same path inside as outside,
+//! so a path in a JSON value means the same thing on both sides; the grants
+//! are enforced by cap-std (no `..`, absolute path or symlink escapes).
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+/// A folder a call may use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grant {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub writable: bool,
+}
+
+/// Output captured from a guest stream, keeping at most `cap` bytes and
+/// counting the rest (the guest never sees a write fail, so a chatty plugin
+/// is not turned into a crashing one).
+#[derive(Clone)]
+pub struct Capture {
+    inner: Arc<Mutex<CaptureBuf>>,
+}
+
+#[derive(Default)]
+struct CaptureBuf {
+    kept: Vec<u8>,
+    dropped: u64,
+    cap: usize,
+}
+
+impl Capture {
+    pub fn new(cap: usize) -> Self {
+        Capture {
+            inner: Arc::new(Mutex::new(CaptureBuf {
+                cap,
+                ..CaptureBuf::default()
+            })),
+        }
+    }
+
+    /// The captured text, and how many bytes were dropped past the cap.
+    pub fn take(&self) -> (String, u64) {
+        match self.inner.lock() {
+            Ok(mut b) => (
+                String::from_utf8_lossy(&std::mem::take(&mut b.kept)).into_owned(),
+                b.dropped,
+            ),
+            Err(_) => (String::new(), 0),
+        }
+    }
+}
+
+impl IsTerminal for Capture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Capture {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncWrite for Capture {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Ok(mut b) = self.inner.lock() {
+            let room = b.cap.saturating_sub(b.kept.len());
+            let keep = room.min(buf.len());
+            b.kept.extend_from_slice(&buf[..keep]);
+            b.dropped += (buf.len() - keep) as u64;
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Builds the WASI context for one call.
+pub fn wasi_context(
+    grants: &[Grant],
+    stdout: &Capture,
+    stderr: &Capture,
+) -> Result<WasiCtx, String> {
+    let mut b = WasiCtxBuilder::new();
+    b.stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for grant in grants {
+        let guest = grant.path.to_string_lossy().into_owned();
+        let perms = if grant.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        b.preopened_dir(&grant.path, guest, perms)
+            .map_err(|e| format!("cannot grant `{}`: {e}", grant.path.display()))?;
+    }
+    Ok(b.build())
+}
