@@ -1,0 +1,29 @@
+//! The integration tests of `composer`, as one test binary (one link, one
+//! process start per `cargo test`), one module per area.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+/// Shared helpers: fixture paths, running the `composer` binary, temp dirs.
+mod support;
+
+/// The real recipes of the original tool (tests/fixtures/corpus) load and
+/// validate unchanged.
+mod corpus;
+
+/// One broken recipe per rule, each with the diagnostic it must produce.
+mod invalid_recipes;
+
+/// What the loader does with valid recipes: shapes, imports, references,
+/// anchors, implied edges and loops.
+mod loader;
+
+/// Property tests: no input text makes the loader panic.
+mod fuzz;
+
+/// The `composer` command line: exit codes and output.
+mod cli;
+
