@@ -21,15 +21,51 @@ pub mod template;
 use recipe::{Diagnostic, LoadFailure, Loaded};
 use std::path::Path;
 
-/// Loads a recipe and checks its graph: everything `composer validate` does.
+/// Loads a recipe and checks its graph, and the graphs of the recipes it
+/// runs as sub-recipes: everything `composer validate` does.
 pub fn check_file(path: &Path) -> Result<(Loaded, engine::plan::Plan), LoadFailure> {
     let loaded = recipe::load_file(path)?;
-    match engine::plan::Plan::build(loaded.recipe.clone()) {
-        Ok(plan) => Ok((loaded, plan)),
-        Err(mut problems) => {
+    let mut problems = Vec::new();
+    let plan = match engine::plan::Plan::build(loaded.recipe.clone()) {
+        Ok(plan) => Some(plan),
+        Err(mut p) => {
+            problems.append(&mut p);
+            None
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    check_sub_recipes(&loaded.recipe, &mut seen, &mut problems);
+    match plan {
+        Some(plan) if problems.is_empty() => Ok((loaded, plan)),
+        _ => {
             let mut diagnostics: Vec<Diagnostic> = loaded.warnings;
             diagnostics.append(&mut problems);
             Err(LoadFailure { diagnostics })
         }
+    }
+}
+
+fn check_sub_recipes(
+    recipe: &recipe::Recipe,
+    seen: &mut std::collections::HashSet<std::path::PathBuf>,
+    problems: &mut Vec<Diagnostic>,
+) {
+    use recipe::model::NodeKind;
+    for node in &recipe.nodes {
+        let sub = match &node.kind {
+            NodeKind::Recipe(sub) => sub,
+            NodeKind::Map(spec) => match &spec.task.kind {
+                NodeKind::Recipe(sub) => sub,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if !seen.insert(sub.recipe_path.clone()) {
+            continue;
+        }
+        if let Err(mut p) = engine::plan::Plan::build(sub.recipe.clone()) {
+            problems.append(&mut p);
+        }
+        check_sub_recipes(&sub.recipe, seen, problems);
     }
 }

@@ -336,39 +336,7 @@ impl PluginRuntime {
             plugin: loaded.name.clone(),
             message: "the plugin runtime is shutting down".into(),
         })?;
-        let cap = usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX);
-        let stdout = Capture::new(cap);
-        let stderr = Capture::new(cap);
-        let wasi = sandbox::wasi_context(grants, &stdout, &stderr).map_err(|message| {
-            PluginError::Sandbox {
-                plugin: loaded.name.clone(),
-                message,
-            }
-        })?;
-        let state = PluginState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: CallLimiter::new(limits),
-            logs: Vec::new(),
-            log_bytes: 0,
-            max_log_bytes: cap,
-            logs_dropped: 0,
-            progress,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        let internal = |e: wasmtime::Error| PluginError::Load {
-            plugin: loaded.name.clone(),
-            message: format!("cannot configure the call: {e}"),
-        };
-        store.set_fuel(limits.fuel).map_err(internal)?;
-        store
-            .fuel_async_yield_interval(Some(YIELD_FUEL))
-            .map_err(internal)?;
-        let ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-
+        let (mut store, stdout, stderr) = self.new_store(loaded, limits, grants, progress)?;
         let timeout = Duration::from_millis(limits.timeout_ms);
         let run = async {
             let plugin = loaded.pre.instantiate_async(&mut store).await?;
@@ -424,6 +392,93 @@ impl PluginRuntime {
             }
             Err(e) => Err(classify(e, &loaded.name, function, limits, &stderr_text)),
         }
+    }
+
+    /// A store with one call's limits and sandbox.
+    fn new_store(
+        &self,
+        loaded: &LoadedComponent,
+        limits: &PluginLimits,
+        grants: &[Grant],
+        progress: Option<ProgressFn>,
+    ) -> Result<(Store<PluginState>, Capture, Capture), PluginError> {
+        let cap = usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX);
+        let stdout = Capture::new(cap);
+        let stderr = Capture::new(cap);
+        let wasi = sandbox::wasi_context(grants, &stdout, &stderr).map_err(|message| {
+            PluginError::Sandbox {
+                plugin: loaded.name.clone(),
+                message,
+            }
+        })?;
+        let state = PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: CallLimiter::new(limits),
+            logs: Vec::new(),
+            log_bytes: 0,
+            max_log_bytes: cap,
+            logs_dropped: 0,
+            progress,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let internal = |e: wasmtime::Error| PluginError::Load {
+            plugin: loaded.name.clone(),
+            message: format!("cannot configure the call: {e}"),
+        };
+        store.set_fuel(limits.fuel).map_err(internal)?;
+        store
+            .fuel_async_yield_interval(Some(YIELD_FUEL))
+            .map_err(internal)?;
+        let ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        Ok((store, stdout, stderr))
+    }
+
+    /// An instance kept for several calls, which then share its state. Nodes
+    /// never use this (each call gets a fresh instance); it exists to
+    /// measure what the fresh instance costs, and for trusted batch work.
+    pub async fn open(
+        &self,
+        loaded: &LoadedComponent,
+        limits: &PluginLimits,
+    ) -> Result<OpenInstance, PluginError> {
+        let (mut store, _, _) = self.new_store(loaded, limits, &[], None)?;
+        let plugin = loaded
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(e, &loaded.name, "instantiate", limits, ""))?;
+        Ok(OpenInstance {
+            name: loaded.name.clone(),
+            limits: limits.clone(),
+            store,
+            plugin,
+        })
+    }
+}
+
+/// See `PluginRuntime::open`.
+pub struct OpenInstance {
+    name: String,
+    limits: PluginLimits,
+    store: Store<PluginState>,
+    plugin: Plugin,
+}
+
+impl OpenInstance {
+    /// Calls `function`; returns its JSON text (or the guest's error).
+    pub async fn call(
+        &mut self,
+        function: &str,
+        input: &str,
+    ) -> Result<Result<String, String>, PluginError> {
+        self.plugin
+            .call_call(&mut self.store, function, input)
+            .await
+            .map_err(|e| classify(e, &self.name, function, &self.limits, ""))
     }
 }
 

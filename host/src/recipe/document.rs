@@ -182,8 +182,14 @@ enum Frame {
         pending_key: Option<String>,
         anchor: usize,
         path: String,
+        /// The mapping's position is taken from its first key (the
+        /// parser's own mark for a block mapping points past it).
+        first_key_seen: bool,
     },
 }
+
+/// A plain (unquoted) `<<` key: a merge. A quoted `"<<"` is an ordinary key.
+const MERGE_KEY: &str = "\u{0}<<";
 
 #[derive(Default)]
 struct Builder {
@@ -280,15 +286,32 @@ impl MarkedEventReceiver for Builder {
         let position = (mark.line(), mark.col() + 1);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
-                if let Some(path) = self.next_path() {
-                    self.spans.by_path.insert(path, position);
+                let is_key = match self.next_path() {
+                    Some(path) => {
+                        self.spans.by_path.insert(path, position);
+                        false
+                    }
+                    None => true,
+                };
+                if let Some(Frame::Map {
+                    first_key_seen,
+                    path,
+                    ..
+                }) = self.stack.last_mut()
+                {
+                    if is_key && !*first_key_seen {
+                        *first_key_seen = true;
+                        self.spans.by_path.insert(path.clone(), position);
+                    }
                 }
                 if !self.count(1, mark) {
                     return;
                 }
                 let plain = style == TScalarStyle::Plain;
                 let forced_string = tag.as_ref().is_some_and(|t| t.suffix == "str");
-                let value = if plain && !forced_string {
+                let value = if is_key && plain && text == "<<" {
+                    Value::String(MERGE_KEY.to_string())
+                } else if plain && !forced_string {
                     scalar(&text)
                 } else {
                     Value::String(text)
@@ -327,6 +350,7 @@ impl MarkedEventReceiver for Builder {
                         pending_key: None,
                         anchor,
                         path,
+                        first_key_seen: false,
                     }
                 });
             }
@@ -383,17 +407,17 @@ fn value_size(value: &Value) -> usize {
 /// Applies YAML merge keys: explicit keys win over merged ones, and among
 /// merged mappings the earlier one wins (YAML 1.1 merge semantics).
 fn merge_entries(entries: Vec<(String, Value)>) -> Result<Map<String, Value>, Diagnostic> {
-    if !entries.iter().any(|(k, _)| k == "<<") {
+    if !entries.iter().any(|(k, _)| k == MERGE_KEY) {
         return Ok(entries.into_iter().collect());
     }
     let explicit: std::collections::HashSet<String> = entries
         .iter()
-        .filter(|(k, _)| k != "<<")
+        .filter(|(k, _)| k != MERGE_KEY)
         .map(|(k, _)| k.clone())
         .collect();
     let mut map = Map::new();
     for (key, value) in entries {
-        if key != "<<" {
+        if key != MERGE_KEY {
             map.insert(key, value);
             continue;
         }
@@ -495,7 +519,7 @@ mod tests {
     fn positions_are_recorded_per_path() {
         let d = yaml("recipe:\n  nodes:\n    - id: a\n      type: x\n");
         assert_eq!(d.spans.find("recipe.nodes[0].type"), Some((4, 13)));
-        assert_eq!(d.spans.find("recipe.nodes[0].missing"), Some((3, 9)));
+        assert_eq!(d.spans.find("recipe.nodes[0].missing"), Some((3, 7)));
     }
 
     #[test]

@@ -477,7 +477,9 @@ fn user_inputs(c: &mut Checker, value: Option<&Value>) -> Vec<UserInput> {
             );
         }
         let default = m.get("default").filter(|v| !v.is_null()).cloned();
-        if let Some(d) = &default {
+        let literal_without_values =
+            input_type == InputType::Literal && literal_values.as_ref().is_none_or(Vec::is_empty);
+        if let Some(d) = default.as_ref().filter(|_| !literal_without_values) {
             if let Err(problem) =
                 crate::engine::inputs::coerce(input_type, literal_values.as_deref(), d, false)
             {
