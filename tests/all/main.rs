@@ -27,3 +27,6 @@ mod fuzz;
 /// The `composer` command line: exit codes and output.
 mod cli;
 
+/// The execution engine: scheduling, loops, map, values, sub-recipes,
+/// hitl, final outputs and `composer run` end to end.
+mod engine;
