@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 pub struct Settings {
     pub engine: EngineSettings,
     pub plugins: crate::plugins::catalog::PluginSettings,
+    pub providers: crate::providers::settings::ProviderSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

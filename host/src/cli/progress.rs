@@ -78,13 +78,18 @@ impl EventSink for TerminalProgress {
                 node,
                 duration,
                 mock,
+                stats,
             } => {
                 if let Some(bar) = running.remove(&node) {
                     bar.finish_and_clear();
                     self.bars.remove(&bar);
                 }
                 let mark = if mock { " [mock]" } else { "" };
-                self.line(format!("✓ {node} {:.2}s{mark}", duration.as_secs_f64()));
+                self.line(format!(
+                    "✓ {node} {:.2}s{mark}{}",
+                    duration.as_secs_f64(),
+                    stats_suffix(&stats)
+                ));
             }
             EventKind::NodeSkipped { node } => self.line(format!("- {node} skipped")),
             EventKind::NodeFailed {
@@ -106,6 +111,9 @@ impl EventSink for TerminalProgress {
                     self.bars.remove(&bar);
                 }
                 self.line(format!("⊘ {node} cancelled"));
+            }
+            EventKind::Provider { node, note } => {
+                self.line(format!("  {node}: {}", describe_note(&note)))
             }
             EventKind::NodeProgress { node, done, total } => {
                 if let Some(bar) = running.get(&node) {
@@ -142,10 +150,12 @@ impl EventSink for LogLines {
                 node,
                 duration,
                 mock,
+                stats,
             } => format!(
-                "{node} finished in {:.3}s{}",
+                "{node} finished in {:.3}s{}{}",
                 duration.as_secs_f64(),
-                if mock { " [mock]" } else { "" }
+                if mock { " [mock]" } else { "" },
+                stats_suffix(&stats)
             ),
             EventKind::NodeSkipped { node } => format!("{node} skipped"),
             EventKind::NodeFailed {
@@ -173,6 +183,7 @@ impl EventSink for LogLines {
                 }
                 format!("{node} items {done}/{total} ({failed} failed)")
             }
+            EventKind::Provider { node, note } => format!("{node} {}", describe_note(&note)),
             EventKind::NodeProgress { node, done, total } => {
                 let step = (total / 10).max(1);
                 if done != total && !done.is_multiple_of(step) {
@@ -195,5 +206,51 @@ impl EventSink for LogLines {
             ),
         };
         let _ = writeln!(std::io::stderr().lock(), "[{at:8.3}s] {text}");
+    }
+}
+
+/// One line for a provider call note.
+fn describe_note(note: &crate::providers::CallNote) -> String {
+    use crate::providers::CallNote;
+    match note {
+        CallNote::RateLimitWait {
+            provider,
+            waited_ms,
+        } => format!("waited {waited_ms} ms for the {provider} rate limit"),
+        CallNote::Retry {
+            provider,
+            attempt,
+            delay_ms,
+            reason,
+        } => format!("{provider} attempt {attempt} failed ({reason}); retrying in {delay_ms} ms"),
+        CallNote::Fallback { from, to, reason } => {
+            format!("{from} failed ({reason}); falling back to {to}")
+        }
+    }
+}
+
+/// ` 120→45 tokens, 1 retry, $0.0012` for nodes that called a provider.
+fn stats_suffix(stats: &crate::providers::CallStats) -> String {
+    let mut parts = Vec::new();
+    if stats.input_tokens + stats.output_tokens > 0 {
+        parts.push(format!(
+            "{}→{} tokens",
+            stats.input_tokens, stats.output_tokens
+        ));
+    }
+    if stats.retries > 0 {
+        parts.push(format!(
+            "{} retr{}",
+            stats.retries,
+            if stats.retries == 1 { "y" } else { "ies" }
+        ));
+    }
+    if let Some(cost) = stats.cost_usd {
+        parts.push(format!("${cost:.4}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
     }
 }

@@ -6,6 +6,8 @@ use crate::engine::run::Services;
 use crate::engine::runner::{run_recipe, RunRequest};
 use crate::nodes::{HumanInput, HumanRequest};
 use crate::plugins::catalog::{register_project_plugins, PluginHost};
+use crate::providers::keys::Keys;
+use crate::providers::Providers;
 use crate::recipe::document::{self, Format};
 use crate::recipe::model::ModelSpec;
 use async_trait::async_trait;
@@ -104,6 +106,12 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     let mut services = Services::new(settings.engine);
+    let recipe_dir = loaded.recipe.base_dir.clone();
+    let keys = Keys::load(&[Path::new("."), &recipe_dir]);
+    services.providers = match Providers::from_settings(&settings.providers, &keys) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
     // Plugin folders are only looked at when the recipe calls a function.
     if !loaded.recipe.functions().is_empty() {
         let host = PluginHost::new(settings.plugins);
@@ -127,7 +135,17 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     let outcome = match runtime.block_on(run_recipe(Arc::new(services), request)) {
         Ok(o) => o,
-        Err(not_started) => return usage_error(not_started.0),
+        Err(not_started) => {
+            let text = not_started.0.to_string();
+            if text.contains('\n') {
+                eprintln!("error: the run cannot start:");
+                for line in text.lines() {
+                    eprintln!("  - {line}");
+                }
+                return ExitCode::from(2);
+            }
+            return usage_error(text);
+        }
     };
     if let Some(e) = &outcome.error {
         eprintln!("error: {e}");

@@ -22,6 +22,8 @@ pub enum EventKind {
         duration: Duration,
         /// Produced by the mock provider rather than a real model.
         mock: bool,
+        /// Provider calls, retries, tokens and cost of this node.
+        stats: crate::providers::CallStats,
     },
     NodeSkipped {
         node: String,
@@ -42,6 +44,12 @@ pub enum EventKind {
         done: usize,
         failed: usize,
         total: usize,
+    },
+    /// A provider call waited for the rate limiter, was retried, or fell
+    /// back to another model.
+    Provider {
+        node: String,
+        note: crate::providers::CallNote,
     },
     /// Progress a node reports by itself (a plugin reading a large file).
     NodeProgress {

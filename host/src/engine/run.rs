@@ -85,6 +85,8 @@ pub struct Finished {
     pub outputs: serde_json::Map<String, serde_json::Value>,
     /// Some output came from the mock provider.
     pub mock: bool,
+    /// Provider calls, retries, tokens and cost of every node, summed.
+    pub stats: crate::providers::CallStats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,7 @@ struct Scheduler {
     to_decide: Vec<usize>,
     started: Vec<Option<Instant>>,
     mock: bool,
+    stats: crate::providers::CallStats,
 }
 
 /// Runs a plan to the end. `prefix` is prepended to node ids in events
@@ -210,6 +213,7 @@ impl Scheduler {
             plan,
             prefix,
             mock: false,
+            stats: crate::providers::CallStats::default(),
         }
     }
 
@@ -316,10 +320,12 @@ impl Scheduler {
                     self.write(&key, value);
                 }
                 self.mock |= out.mock;
+                self.stats.add(&out.stats);
                 self.run.emit(EventKind::NodeFinished {
                     node: self.path(n),
                     duration,
                     mock: out.mock,
+                    stats: out.stats,
                 });
             }
             Err(e) if node.settings.on_error == Some(OnError::Continue) => {
@@ -536,95 +542,111 @@ impl Scheduler {
             state: self.state.clone(),
             outputs,
             mock: self.mock,
+            stats: self.stats.clone(),
         })
     }
 }
 
 /// The recipe's problems that would fail a run before it starts: nodes
-/// without a usable model or provider, unknown functions.
+/// without a usable model or provider, missing API keys (grouped by
+/// variable, naming the nodes that need it), unknown functions.
 pub fn preflight(
     recipe: &Recipe,
     services: &Services,
     model_override: Option<&ModelSpec>,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
-    check_nodes(
-        recipe,
-        recipe.nodes.iter(),
-        "",
+    let mut check = Preflight {
         services,
         model_override,
-        &mut problems,
-    );
+        problems: Vec::new(),
+        keys: std::collections::BTreeMap::new(),
+    };
+    check.nodes(recipe, recipe.nodes.iter(), "");
+    let mut problems = check.problems;
+    for (var, nodes) in check.keys {
+        problems.push(format!(
+            "`{var}` is not set; it is needed by {} (set it in the environment or a .env file)",
+            nodes
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     problems
 }
 
-fn check_nodes<'a>(
-    recipe: &Recipe,
-    nodes: impl Iterator<Item = &'a crate::recipe::model::Node>,
-    prefix: &str,
-    services: &Services,
-    model_override: Option<&ModelSpec>,
-    problems: &mut Vec<String>,
-) {
-    use crate::recipe::model::NodeKind;
-    for node in nodes {
-        let path = format!("{prefix}{}", node.id);
-        let kind = match &node.kind {
-            NodeKind::LanguageTask { .. } => Some("language"),
-            NodeKind::TextToSpeechTask => Some("speech"),
-            NodeKind::SpeechToTextTask { .. } => Some("transcription"),
-            _ => None,
-        };
-        if let Some(kind) = kind {
-            let model = model_override
-                .or(node.model.as_ref())
-                .or(recipe.model_config.as_ref());
-            match model {
-                None => problems.push(format!(
-                    "node `{path}` has no model (give it `model`, the recipe `model_config`, or run with `--model`)"
-                )),
-                Some(m) if !services.providers.has(kind, &m.provider) => problems.push(format!(
-                    "node `{path}` uses provider `{}`, which has no {kind} client in this build; run offline with `--model mock/echo`",
-                    m.provider
-                )),
-                Some(_) => {}
+struct Preflight<'a> {
+    services: &'a Services,
+    model_override: Option<&'a ModelSpec>,
+    problems: Vec<String>,
+    /// Missing key variable → nodes that need it.
+    keys: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Preflight<'_> {
+    fn nodes<'n>(
+        &mut self,
+        recipe: &Recipe,
+        nodes: impl Iterator<Item = &'n crate::recipe::model::Node>,
+        prefix: &str,
+    ) {
+        use crate::recipe::model::NodeKind;
+        for node in nodes {
+            let path = format!("{prefix}{}", node.id);
+            let kind = match &node.kind {
+                NodeKind::LanguageTask { .. } => Some("language"),
+                NodeKind::TextToSpeechTask => Some("speech"),
+                NodeKind::SpeechToTextTask { .. } => Some("transcription"),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                let model = self
+                    .model_override
+                    .or(node.model.as_ref())
+                    .or(recipe.model_config.as_ref());
+                match model {
+                    None => self.problems.push(format!(
+                        "node `{path}` has no model (give it `model`, the recipe `model_config`, or run with `--model`)"
+                    )),
+                    Some(m) if !self.services.providers.has(kind, &m.provider) => self.problems.push(format!(
+                        "node `{path}` uses provider `{}`, which has no {kind} client; run offline with `--model mock/echo`",
+                        m.provider
+                    )),
+                    Some(m) => {
+                        if let Some(var) = self.services.providers.missing_key(&m.provider) {
+                            self.keys.entry(var.to_string()).or_default().push(path.clone());
+                        }
+                    }
+                }
             }
-        }
-        match &node.kind {
-            NodeKind::FunctionTask {
-                function_identifier,
-            }
-            | NodeKind::Reduce {
-                function_identifier,
-            } if services.functions.get(function_identifier).is_none() => {
-                let hint = crate::recipe::diagnostic::did_you_mean(
+            match &node.kind {
+                NodeKind::FunctionTask {
                     function_identifier,
-                    services.functions.names(),
-                )
-                .map(|h| format!("; {h}"))
-                .unwrap_or_default();
-                problems.push(format!(
-                    "node `{path}` calls function `{function_identifier}`, which no scope provides{hint}"
-                ));
+                }
+                | NodeKind::Reduce {
+                    function_identifier,
+                } if self.services.functions.get(function_identifier).is_none() => {
+                    let hint = crate::recipe::diagnostic::did_you_mean(
+                        function_identifier,
+                        self.services.functions.names(),
+                    )
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+                    self.problems.push(format!(
+                        "node `{path}` calls function `{function_identifier}`, which no scope provides{hint}"
+                    ));
+                }
+                NodeKind::Map(spec) => self.nodes(
+                    recipe,
+                    std::iter::once(spec.task.as_ref()),
+                    &format!("{path}."),
+                ),
+                NodeKind::Recipe(sub) => {
+                    self.nodes(&sub.recipe, sub.recipe.nodes.iter(), &format!("{path}/"))
+                }
+                _ => {}
             }
-            NodeKind::Map(spec) => check_nodes(
-                recipe,
-                std::iter::once(spec.task.as_ref()),
-                &format!("{path}."),
-                services,
-                model_override,
-                problems,
-            ),
-            NodeKind::Recipe(sub) => check_nodes(
-                &sub.recipe,
-                sub.recipe.nodes.iter(),
-                &format!("{path}/"),
-                services,
-                model_override,
-                problems,
-            ),
-            _ => {}
         }
     }
 }

@@ -30,24 +30,43 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
     } else {
         &fallback[..]
     };
-    let mut last_error = None;
-    for model in std::iter::once(primary).chain(fallbacks.iter().cloned()) {
+    let observer = ctx.observer();
+    let mut stats = crate::providers::CallStats::default();
+    let mut last_error: Option<crate::providers::ProviderError> = None;
+    let models: Vec<_> = std::iter::once(primary)
+        .chain(fallbacks.iter().cloned())
+        .collect();
+    for (i, model) in models.iter().enumerate() {
+        if let (Some(e), Some(previous)) = (&last_error, i.checked_sub(1).map(|p| &models[p])) {
+            observer(crate::providers::CallNote::Fallback {
+                from: format!("{}/{}", previous.provider, previous.model),
+                to: format!("{}/{}", model.provider, model.model),
+                reason: e.message.clone(),
+            });
+        }
         let provider = ctx.run.services.providers.language(&model.provider)?;
         let request = LanguageRequest {
-            model,
+            model: model.clone(),
             prompt: prompt.clone(),
             json,
+            retry: node.settings.retry.clone(),
+            observer: Some(observer.clone()),
         };
         match provider.complete(&request).await {
             Ok(response) => {
+                stats.add(&response.stats);
                 let value = shape(&response.text, *output_format)?;
                 return Ok(NodeOutput {
                     value,
                     extra: Vec::new(),
                     mock: response.mock,
+                    stats,
                 });
             }
-            Err(e) => last_error = Some(e),
+            Err(e) => {
+                stats.calls += 1;
+                last_error = Some(e);
+            }
         }
     }
     Err(last_error

@@ -32,6 +32,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutpu
     let mut outputs: Vec<Option<Value>> = vec![None; total];
     let mut errors: Vec<serde_json::Value> = Vec::new();
     let mut any_mock = false;
+    let mut stats = crate::providers::CallStats::default();
     let progress_step = (total / 200).max(1);
     let mut done = 0usize;
 
@@ -52,6 +53,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutpu
         match result {
             Ok(output) => {
                 any_mock |= output.mock;
+                stats.add(&output.stats);
                 outputs[index] = Some(output.value);
             }
             Err(e) => match spec.on_error {
@@ -99,6 +101,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutpu
         value,
         extra,
         mock: any_mock,
+        stats,
     })
 }
 

@@ -46,6 +46,8 @@ pub struct NodeOutput {
     pub extra: Vec<(String, Value)>,
     /// Made by the mock provider.
     pub mock: bool,
+    /// Provider calls, retries, tokens and cost.
+    pub stats: crate::providers::CallStats,
 }
 
 impl NodeOutput {
@@ -72,6 +74,17 @@ impl NodeCtx {
                     "no model: give the node a `model`, the recipe a `model_config`, or run with `--model`".into(),
                 )
             })
+    }
+
+    /// Turns provider call notes into run events under this node.
+    pub fn observer(&self) -> crate::providers::CallObserver {
+        let (run, node) = (self.run.clone(), self.path.clone());
+        std::sync::Arc::new(move |note| {
+            run.emit(crate::engine::events::EventKind::Provider {
+                node: node.clone(),
+                note,
+            })
+        })
     }
 
     /// The node's `input` entries resolved against the visible state, and

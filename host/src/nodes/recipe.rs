@@ -63,6 +63,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutp
             value: from_json(&serde_json::Value::Object(finished.outputs)),
             extra: Vec::new(),
             mock: finished.mock,
+            stats: finished.stats,
         });
     };
     let sub_state = state::context(&finished.state);
@@ -82,5 +83,6 @@ pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutp
             .collect::<Value>(),
         extra,
         mock: finished.mock,
+        stats: finished.stats,
     })
 }

@@ -35,11 +35,17 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         audio_file,
         language: language.clone(),
         response_format: response_format.clone(),
+        retry: node.settings.retry.clone(),
+        observer: Some(ctx.observer()),
     };
     let text = provider.transcribe(&request).await?;
     Ok(NodeOutput {
         value: Value::from(text),
         extra: Vec::new(),
         mock,
+        stats: crate::providers::CallStats {
+            calls: 1,
+            ..Default::default()
+        },
     })
 }

@@ -31,11 +31,17 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         voice,
         params,
         out_stem: ctx.file_stem(),
+        retry: node.settings.retry.clone(),
+        observer: Some(ctx.observer()),
     };
     let path = provider.speak(&request).await?;
     Ok(NodeOutput {
         value: Value::from(path.display().to_string()),
         extra: Vec::new(),
         mock: request.model.provider == "mock",
+        stats: crate::providers::CallStats {
+            calls: 1,
+            ..Default::default()
+        },
     })
 }

@@ -46,11 +46,11 @@ fn latency(model: &ModelSpec, key: &str) -> Duration {
 fn check_failure(model: &ModelSpec, text: &str) -> Result<(), ProviderError> {
     if let Some(Value::String(marker)) = model.params.get("fail_when") {
         if !marker.is_empty() && text.contains(marker.as_str()) {
-            return Err(ProviderError {
-                provider: "mock".into(),
-                message: format!("injected failure: input contains `{marker}`"),
-                retryable: true,
-            });
+            return Err(ProviderError::new(
+                "mock",
+                format!("injected failure: input contains `{marker}`"),
+                true,
+            ));
         }
     }
     Ok(())
@@ -72,10 +72,8 @@ impl LanguageProvider for MockProvider {
         let text = match model.params.get("reply") {
             Some(Value::String(reply)) => {
                 let ctx = minijinja::context! { prompt => request.prompt.as_str(), model => model.model.as_str() };
-                template::render(reply, &ctx).map_err(|e| ProviderError {
-                    provider: "mock".into(),
-                    message: format!("`reply` template: {e}"),
-                    retryable: false,
+                template::render(reply, &ctx).map_err(|e| {
+                    ProviderError::new("mock", format!("`reply` template: {e}"), false)
                 })?
             }
             Some(other) => other.to_string(),
@@ -87,6 +85,12 @@ impl LanguageProvider for MockProvider {
             output_tokens: estimate_tokens(&text),
         };
         Ok(LanguageResponse {
+            stats: CallStats {
+                calls: 1,
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                ..CallStats::default()
+            },
             text,
             usage: Some(usage),
             mock: true,
@@ -116,11 +120,7 @@ impl SpeechProvider for MockProvider {
 }
 
 fn io_error(message: String) -> ProviderError {
-    ProviderError {
-        provider: "mock".into(),
-        message,
-        retryable: false,
-    }
+    ProviderError::new("mock", message, false)
 }
 
 #[async_trait]

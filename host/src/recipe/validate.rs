@@ -785,6 +785,12 @@ fn settings(c: &mut Checker, m: &Map<String, Value>, path: &str, node_type: &str
             }
         },
     };
+    if let Some(retry) = m.get("retry").filter(|v| !v.is_null()) {
+        let defaults = crate::providers::retry::RetryPolicy::from_settings(&Default::default());
+        if let Err(e) = defaults.with_node(retry) {
+            c.error(Code::InvalidValue, &join_key(path, "retry"), e);
+        }
+    }
     NodeSettings {
         on_error,
         cache: m.get("cache").cloned(),

@@ -1,0 +1,131 @@
+//! What every real provider call goes through, in order: the rate limiter
+//! (waiting is reported), the call itself, retries with backoff on
+//! retryable failures (each reported), AIMD feedback to the limiter, and
+//! usage and cost accounting.
+
+use super::limiter::RateLimiter;
+use super::pricing::PriceTable;
+use super::retry::RetryPolicy;
+use super::settings::ProviderSettings;
+use super::{CallNote, CallObserver, CallStats, ProviderError, Usage};
+use std::future::Future;
+use std::sync::Arc;
+
+pub struct CallPolicy {
+    pub provider: String,
+    pub limiter: RateLimiter,
+    pub retry: RetryPolicy,
+    pub prices: Arc<PriceTable>,
+}
+
+/// One successful call's result with what it used.
+pub struct Answer<T> {
+    pub value: T,
+    pub usage: Option<Usage>,
+}
+
+impl CallPolicy {
+    pub fn new(provider: &str, settings: &ProviderSettings) -> Result<CallPolicy, String> {
+        let limit = settings.rate_limits.get(provider);
+        Ok(CallPolicy {
+            provider: provider.to_string(),
+            limiter: RateLimiter::new(
+                limit.map(|l| l.calls_per_minute),
+                limit.map(|l| l.tokens_per_minute),
+                settings.max_concurrency,
+            ),
+            retry: RetryPolicy::from_settings(&settings.retry),
+            prices: Arc::new(PriceTable::new(&settings.prices)),
+        })
+    }
+
+    /// Runs `attempt` under the limiter with retries. `estimate` is the
+    /// tokens the call is expected to use (prompt and `max_tokens`).
+    pub async fn execute<T, F, Fut>(
+        &self,
+        model: &str,
+        estimate: u64,
+        retry: Option<&serde_json::Value>,
+        observer: Option<&CallObserver>,
+        mut attempt: F,
+    ) -> Result<(T, CallStats), ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Answer<T>, ProviderError>>,
+    {
+        // The node's settings were checked when the recipe loaded.
+        let policy = retry
+            .and_then(|v| self.retry.with_node(v).ok())
+            .unwrap_or(self.retry);
+        let mut stats = CallStats::default();
+        let note = |n: CallNote| {
+            if let Some(o) = observer {
+                o(n);
+            }
+        };
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let (permit, waited) = self.limiter.acquire(estimate).await;
+            if waited.as_millis() > 0 {
+                stats.rate_limit_wait_ms += waited.as_millis() as u64;
+                note(CallNote::RateLimitWait {
+                    provider: self.provider.clone(),
+                    waited_ms: waited.as_millis() as u64,
+                });
+            }
+            stats.calls += 1;
+            let result = attempt().await;
+            drop(permit);
+            match result {
+                Ok(answer) => {
+                    self.limiter.on_success();
+                    let usage = answer.usage.clone().unwrap_or_default();
+                    self.limiter
+                        .settle_tokens(estimate, usage.input_tokens + usage.output_tokens);
+                    stats.input_tokens += usage.input_tokens;
+                    stats.output_tokens += usage.output_tokens;
+                    stats.cost_usd = self.prices.cost(
+                        &self.provider,
+                        model,
+                        usage.input_tokens,
+                        usage.output_tokens,
+                    );
+                    return Ok((answer.value, stats));
+                }
+                Err(e) => {
+                    // The estimate was not spent.
+                    self.limiter.settle_tokens(estimate, 0);
+                    if e.is_rate_limited() {
+                        self.limiter.on_rate_limited();
+                    }
+                    let Some(delay) = policy.next_delay(tries, &e) else {
+                        return Err(if tries > 1 {
+                            ProviderError {
+                                message: format!("{} (after {tries} attempts)", e.message),
+                                ..e
+                            }
+                        } else {
+                            e
+                        });
+                    };
+                    stats.retries += 1;
+                    note(CallNote::Retry {
+                        provider: self.provider.clone(),
+                        attempt: tries,
+                        delay_ms: delay.as_millis() as u64,
+                        reason: e.message.clone(),
+                    });
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// Tokens a call is expected to use before it is made: about four
+/// characters a token for the prompt, plus the reply's `max_tokens` (or a
+/// modest default).
+pub fn estimate_tokens(prompt: &str, max_tokens: Option<u64>) -> u64 {
+    (prompt.len() as u64).div_ceil(4) + max_tokens.unwrap_or(512)
+}
