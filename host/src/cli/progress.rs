@@ -57,6 +57,7 @@ impl EventSink for TerminalProgress {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 running.insert(node, bar);
             }
+            EventKind::MapItem { .. } => {}
             EventKind::MapProgress {
                 node,
                 done,
@@ -79,12 +80,18 @@ impl EventSink for TerminalProgress {
                 duration,
                 mock,
                 stats,
+                cached,
+                ..
             } => {
                 if let Some(bar) = running.remove(&node) {
                     bar.finish_and_clear();
                     self.bars.remove(&bar);
                 }
-                let mark = if mock { " [mock]" } else { "" };
+                let mark = match (cached, mock) {
+                    (true, _) => " [cached]",
+                    (false, true) => " [mock]",
+                    _ => "",
+                };
                 self.line(format!(
                     "✓ {node} {:.2}s{mark}{}",
                     duration.as_secs_f64(),
@@ -151,10 +158,16 @@ impl EventSink for LogLines {
                 duration,
                 mock,
                 stats,
+                cached,
+                ..
             } => format!(
                 "{node} finished in {:.3}s{}{}",
                 duration.as_secs_f64(),
-                if mock { " [mock]" } else { "" },
+                match (cached, mock) {
+                    (true, _) => " [cached]",
+                    (false, true) => " [mock]",
+                    _ => "",
+                },
                 stats_suffix(&stats)
             ),
             EventKind::NodeSkipped { node } => format!("{node} skipped"),
@@ -170,6 +183,7 @@ impl EventSink for LogLines {
                 )
             }
             EventKind::NodeCancelled { node } => format!("{node} cancelled"),
+            EventKind::MapItem { .. } => return,
             EventKind::MapProgress {
                 node,
                 done,

@@ -24,6 +24,10 @@ pub enum EventKind {
         mock: bool,
         /// Provider calls, retries, tokens and cost of this node.
         stats: crate::providers::CallStats,
+        /// The result came from the cache (no provider or plugin call).
+        cached: bool,
+        /// Fuel and peak linear memory of the plugin calls this node made.
+        plugin: Option<PluginUsage>,
     },
     NodeSkipped {
         node: String,
@@ -38,6 +42,17 @@ pub enum EventKind {
     },
     NodeCancelled {
         node: String,
+    },
+    /// One map item ran (for traces: one span per item).
+    MapItem {
+        node: String,
+        index: usize,
+        /// When the item started, since the run started.
+        #[serde(with = "secs")]
+        started: Duration,
+        #[serde(with = "secs")]
+        duration: Duration,
+        ok: bool,
     },
     MapProgress {
         node: String,
@@ -71,6 +86,22 @@ pub enum EventKind {
         #[serde(with = "secs")]
         duration: Duration,
     },
+}
+
+/// What plugin calls used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PluginUsage {
+    pub calls: u32,
+    pub fuel: u64,
+    pub peak_memory_bytes: u64,
+}
+
+impl PluginUsage {
+    pub fn add(&mut self, other: &PluginUsage) {
+        self.calls += other.calls;
+        self.fuel += other.fuel;
+        self.peak_memory_bytes = self.peak_memory_bytes.max(other.peak_memory_bytes);
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

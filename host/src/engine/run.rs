@@ -326,6 +326,8 @@ impl Scheduler {
                     duration,
                     mock: out.mock,
                     stats: out.stats,
+                    cached: out.cached,
+                    plugin: out.plugin,
                 });
             }
             Err(e) if node.settings.on_error == Some(OnError::Continue) => {

@@ -4,7 +4,7 @@
 
 use super::{NodeCtx, NodeOutput};
 use crate::engine::error::NodeError;
-use crate::engine::events::EventKind;
+use crate::engine::events::{EventKind, PluginUsage};
 use crate::engine::state::{from_json, to_json};
 use crate::plugins::{CallContext, CallError};
 use crate::recipe::model::Node;
@@ -44,12 +44,20 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
             total,
         });
     });
+    let usage: Arc<std::sync::Mutex<Option<PluginUsage>>> = Arc::default();
+    let seen = usage.clone();
+    let on_usage = Arc::new(move |u: PluginUsage| {
+        if let Ok(mut total) = seen.lock() {
+            total.get_or_insert_with(Default::default).add(&u);
+        }
+    });
     let call = CallContext {
         out_dir: ctx.run.out_dir.clone(),
         read_grants: ctx.run.read_grants.clone(),
         node: ctx.path.clone(),
         on_log: Some(on_log),
         on_progress: Some(on_progress),
+        on_usage: Some(on_usage),
     };
     let output = f.call(input, &call).await.map_err(|e| match e {
         CallError::Plugin(p) => NodeError::Plugin(p),
@@ -58,5 +66,9 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
             message,
         },
     })?;
-    Ok(NodeOutput::value(from_json(&output)))
+    Ok(NodeOutput {
+        value: from_json(&output),
+        plugin: usage.lock().ok().and_then(|u| *u),
+        ..NodeOutput::default()
+    })
 }

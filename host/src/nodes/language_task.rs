@@ -61,6 +61,8 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
                     extra: Vec::new(),
                     mock: response.mock,
                     stats,
+                    cached: false,
+                    plugin: None,
                 });
             }
             Err(e) => {

@@ -33,27 +33,41 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutpu
     let mut errors: Vec<serde_json::Value> = Vec::new();
     let mut any_mock = false;
     let mut stats = crate::providers::CallStats::default();
+    let mut all_cached = total > 0;
+    let mut plugin: Option<crate::engine::events::PluginUsage> = None;
     let progress_step = (total / 200).max(1);
     let mut done = 0usize;
 
     let mut results = stream::iter(items.into_iter().enumerate().map(|(index, item)| {
         let item_ctx = item_context(ctx, &base, index, &item);
         async move {
+            let started = std::time::Instant::now();
             let result = match item_ctx {
                 Ok(c) => Box::pin(super::run(&c, task)).await,
                 Err(e) => Err(e),
             };
-            (index, item, result)
+            (index, item, result, started)
         }
     }))
     .buffer_unordered(concurrency);
 
-    while let Some((index, item, result)) = results.next().await {
+    while let Some((index, item, result, started)) = results.next().await {
         done += 1;
+        ctx.run.emit(EventKind::MapItem {
+            node: ctx.path.clone(),
+            index,
+            started: started.saturating_duration_since(ctx.run.started),
+            duration: started.elapsed(),
+            ok: result.is_ok(),
+        });
         match result {
             Ok(output) => {
                 any_mock |= output.mock;
                 stats.add(&output.stats);
+                all_cached &= output.cached;
+                if let Some(p) = &output.plugin {
+                    plugin.get_or_insert_with(Default::default).add(p);
+                }
                 outputs[index] = Some(output.value);
             }
             Err(e) => match spec.on_error {
@@ -102,6 +116,8 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutpu
         extra,
         mock: any_mock,
         stats,
+        cached: all_cached && errors.is_empty(),
+        plugin,
     })
 }
 

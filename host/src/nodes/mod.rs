@@ -48,6 +48,10 @@ pub struct NodeOutput {
     pub mock: bool,
     /// Provider calls, retries, tokens and cost.
     pub stats: crate::providers::CallStats,
+    /// Served from the cache.
+    pub cached: bool,
+    /// What plugin calls used (function nodes).
+    pub plugin: Option<crate::engine::events::PluginUsage>,
 }
 
 impl NodeOutput {

@@ -64,6 +64,8 @@ pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutp
             extra: Vec::new(),
             mock: finished.mock,
             stats: finished.stats,
+            cached: false,
+            plugin: None,
         });
     };
     let sub_state = state::context(&finished.state);
@@ -84,5 +86,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutp
         extra,
         mock: finished.mock,
         stats: finished.stats,
+        cached: false,
+        plugin: None,
     })
 }

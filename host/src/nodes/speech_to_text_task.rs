@@ -47,5 +47,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
             calls: 1,
             ..Default::default()
         },
+        cached: false,
+        plugin: None,
     })
 }

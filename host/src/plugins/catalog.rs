@@ -188,6 +188,13 @@ impl Function for WasmFunction {
         let outcome = runtime
             .call(&loaded, &self.info.name, &input, &limits, &grants, progress)
             .await?;
+        if let Some(usage) = &ctx.on_usage {
+            usage(crate::engine::events::PluginUsage {
+                calls: 1,
+                fuel: outcome.fuel_used,
+                peak_memory_bytes: outcome.peak_memory_bytes,
+            });
+        }
         if let Some(log) = &ctx.on_log {
             for line in &outcome.logs {
                 log(line.level, &line.message);

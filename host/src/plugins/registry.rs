@@ -55,6 +55,8 @@ pub struct CallContext {
     pub node: String,
     pub on_log: Option<LogFn>,
     pub on_progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
+    /// Told what a plugin call used (fuel, peak memory).
+    pub on_usage: Option<Arc<dyn Fn(crate::engine::events::PluginUsage) + Send + Sync>>,
 }
 
 /// Why a function call failed.
