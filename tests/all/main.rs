@@ -30,3 +30,7 @@ mod cli;
 /// The execution engine: scheduling, loops, map, values, sub-recipes,
 /// hitl, final outputs and `composer run` end to end.
 mod engine;
+
+/// The WebAssembly plugin host: limits, hostile plugins, sandbox, fresh
+/// instances, scopes, caching, plugin maps, corpus runs and `composer plugin`.
+mod plugins;
