@@ -6,12 +6,14 @@
 //! - `nodes`: one executor per node type.
 //! - `providers`: language, speech and transcription clients (mock so far).
 //! - `plugins`: the function registry (scopes LOCAL > PROJECT > CORE).
+//! - `metrics`: run metrics, Chrome traces and reports over runs, from events.
 //! - `config`: `composer.toml` settings.
 //! - `cli`: the `composer` command's subcommands.
 
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod nodes;
 pub mod plugins;
 pub mod providers;

@@ -34,3 +34,6 @@ mod engine;
 /// The WebAssembly plugin host: limits, hostile plugins, sandbox, fresh
 /// instances, scopes, caching, plugin maps, corpus runs and `composer plugin`.
 mod plugins;
+
+/// Run metrics, Chrome traces, reports and `composer run --metrics/--trace`.
+mod metrics;

@@ -4,8 +4,10 @@
 
 mod graph;
 mod inputs;
+mod observe;
 mod plugin;
 mod progress;
+mod report;
 mod run;
 mod validate;
 
@@ -45,6 +47,9 @@ enum Command {
     /// Scaffold, build, inspect and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Figures over recorded runs: success rate, wall time, slowest nodes,
+    /// cache hit rate, calls, tokens, cost, errors by kind.
+    Report(report::ReportArgs),
     /// List the inputs a recipe asks for.
     Inputs {
         recipe: PathBuf,
@@ -72,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Validate { recipes, json } => validate::run(&recipes, json),
         Command::Graph { recipe, format } => graph::run(&recipe, format),
         Command::Inputs { recipe, json } => inputs::run(&recipe, json),
+        Command::Report(args) => report::run(args),
         Command::Plugin(command) => match crate::config::discover(None) {
             Ok((settings, warnings)) => {
                 for w in warnings {

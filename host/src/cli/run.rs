@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// Accept inputs the recipe does not declare.
     #[arg(long)]
     pub allow_extra_inputs: bool,
+    /// `--metrics`, `--trace FILE.json`.
+    #[command(flatten)]
+    pub observe: super::observe::ObserveArgs,
 }
 
 /// Exit code 2: the run could not start (bad recipe, inputs or flags).
@@ -90,6 +93,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         Some(p) => p.clone(),
         None => Arc::new(LogLines),
     };
+    let observer = super::observe::Observer::new(&args.observe, &loaded.recipe);
+    let events = observer.wrap(events);
     let out_root = args
         .out
         .clone()
@@ -147,7 +152,15 @@ pub fn run(args: RunArgs) -> ExitCode {
             return usage_error(text);
         }
     };
+    let metrics = observer.after_run();
     if let Some(e) = &outcome.error {
+        if let (true, Some(m)) = (args.json, &metrics) {
+            let value = super::observe::Observer::json_output(Some(m), &outcome.outputs);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
         eprintln!("error: {e}");
         eprintln!(
             "run {} failed after {:.2}s",
@@ -157,7 +170,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if args.json {
-        match serde_json::to_string_pretty(&outcome.outputs) {
+        let value = super::observe::Observer::json_output(metrics.as_ref(), &outcome.outputs);
+        match serde_json::to_string_pretty(&value) {
             Ok(text) => println!("{text}"),
             Err(e) => {
                 eprintln!("error: cannot encode outputs: {e}");
