@@ -98,6 +98,7 @@ fn run_once(
         replies: HashMap::new(),
         events: Arc::new(NoEvents),
         allow_extra_inputs: false,
+        cache_mode: Default::default(),
     };
     let outcome = rt
         .block_on(run_recipe(services.clone(), request))

@@ -147,6 +147,7 @@ fn bench(c: &mut Criterion) {
                 replies: Default::default(),
                 events: Arc::new(NoEvents),
                 allow_extra_inputs: false,
+                cache_mode: Default::default(),
             };
             let outcome = rt.block_on(run_recipe(services.clone(), request)).unwrap();
             assert!(outcome.success(), "{:?}", outcome.error);

@@ -11,6 +11,7 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub plugins: crate::plugins::catalog::PluginSettings,
     pub providers: crate::providers::settings::ProviderSettings,
+    pub cache: crate::cache::CacheSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

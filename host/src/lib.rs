@@ -6,10 +6,13 @@
 //! - `nodes`: one executor per node type.
 //! - `providers`: language, speech and transcription clients (mock so far).
 //! - `plugins`: the function registry (scopes LOCAL > PROJECT > CORE).
+//! - `cache`: content-addressed results (memory in front of SQLite).
+//! - `store`: the SQLite database: cache entries and the run store.
 //! - `metrics`: run metrics, Chrome traces and reports over runs, from events.
 //! - `config`: `composer.toml` settings.
 //! - `cli`: the `composer` command's subcommands.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -18,6 +21,7 @@ pub mod nodes;
 pub mod plugins;
 pub mod providers;
 pub mod recipe;
+pub mod store;
 pub mod template;
 
 use recipe::{Diagnostic, LoadFailure, Loaded};

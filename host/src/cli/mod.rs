@@ -2,6 +2,7 @@
 //! library reports through return values and events.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cache;
 mod graph;
 mod inputs;
 mod observe;
@@ -9,6 +10,7 @@ mod plugin;
 mod progress;
 mod report;
 mod run;
+mod runs;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = graph::GraphFormat::Mermaid)]
         format: graph::GraphFormat,
     },
+    /// Inspect or empty the result cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
+    /// Recorded runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
     /// Scaffold, build, inspect and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -78,6 +86,20 @@ pub fn main() -> ExitCode {
         Command::Graph { recipe, format } => graph::run(&recipe, format),
         Command::Inputs { recipe, json } => inputs::run(&recipe, json),
         Command::Report(args) => report::run(args),
+        Command::Cache(command) => match crate::config::discover(None) {
+            Ok((settings, _)) => cache::run(command, &settings.cache),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Runs(command) => match crate::config::discover(None) {
+            Ok((settings, _)) => runs::run(command, &settings.cache.path),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Plugin(command) => match crate::config::discover(None) {
             Ok((settings, warnings)) => {
                 for w in warnings {

@@ -1,6 +1,7 @@
 //! `composer run RECIPE`
 
 use super::progress::{LogLines, TerminalProgress};
+use crate::cache::{CacheMode, ResultCache};
 use crate::engine::events::EventSink;
 use crate::engine::run::Services;
 use crate::engine::runner::{run_recipe, RunRequest};
@@ -10,6 +11,7 @@ use crate::providers::keys::Keys;
 use crate::providers::Providers;
 use crate::recipe::document::{self, Format};
 use crate::recipe::model::ModelSpec;
+use crate::store::{Database, RunStore};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -48,6 +50,12 @@ pub struct RunArgs {
     /// `--metrics`, `--trace FILE.json`.
     #[command(flatten)]
     pub observe: super::observe::ObserveArgs,
+    /// Neither read nor write the result cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not read the result cache, but store fresh results in it.
+    #[arg(long, conflicts_with = "no_cache")]
+    pub refresh: bool,
 }
 
 /// Exit code 2: the run could not start (bad recipe, inputs or flags).
@@ -111,6 +119,21 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     let mut services = Services::new(settings.engine);
+    // One SQLite file holds the cache and the run store; if it cannot be
+    // used, the run goes on without them.
+    match Database::open(&settings.cache.path) {
+        Ok(db) => {
+            let db = Arc::new(db);
+            if settings.cache.enabled {
+                match ResultCache::new(&settings.cache, Some(db.clone())) {
+                    Ok(cache) => services.cache = Some(Arc::new(cache)),
+                    Err(e) => return usage_error(e),
+                }
+            }
+            services.store = Some(Arc::new(RunStore::new(db)));
+        }
+        Err(e) => eprintln!("warning: {e}; running without the result cache and the run store"),
+    }
     let recipe_dir = loaded.recipe.base_dir.clone();
     let keys = Keys::load(&[Path::new("."), &recipe_dir]);
     services.providers = match Providers::from_settings(&settings.providers, &keys) {
@@ -137,6 +160,13 @@ pub fn run(args: RunArgs) -> ExitCode {
         replies,
         events,
         allow_extra_inputs,
+        cache_mode: if args.no_cache {
+            CacheMode::Off
+        } else if args.refresh {
+            CacheMode::Refresh
+        } else {
+            CacheMode::Use
+        },
     };
     let outcome = match runtime.block_on(run_recipe(Arc::new(services), request)) {
         Ok(o) => o,

@@ -41,6 +41,10 @@ pub struct Services {
     pub functions: FunctionRegistry,
     pub human: Option<Arc<dyn HumanInput>>,
     pub settings: EngineSettings,
+    /// The result cache (None: nothing is cached).
+    pub cache: Option<Arc<crate::cache::ResultCache>>,
+    /// Where runs are recorded (None: they are not).
+    pub store: Option<Arc<crate::store::RunStore>>,
 }
 
 impl Services {
@@ -50,6 +54,8 @@ impl Services {
             functions: FunctionRegistry::default(),
             human: None,
             settings,
+            cache: None,
+            store: None,
         }
     }
 }
@@ -68,6 +74,10 @@ pub struct RunContext {
     pub replies: HashMap<String, serde_json::Value>,
     /// Folders plugins may read: those holding the run's `file` inputs.
     pub read_grants: Vec<PathBuf>,
+    /// Read and write the cache, only write it, or leave it alone.
+    pub cache_mode: crate::cache::CacheMode,
+    /// Writes node outputs to the run store as nodes finish.
+    pub recorder: Option<Arc<crate::store::runs::RunRecorder>>,
 }
 
 impl RunContext {
@@ -315,6 +325,9 @@ impl Scheduler {
         let output = node.output.clone();
         match result {
             Ok(out) => {
+                if let Some(recorder) = &self.run.recorder {
+                    recorder.node_output(&self.path(n), state::to_json(&out.value));
+                }
                 self.write(&output, out.value);
                 for (key, value) in out.extra {
                     self.write(&key, value);

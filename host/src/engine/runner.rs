@@ -22,6 +22,8 @@ pub struct RunRequest {
     pub events: Arc<dyn EventSink>,
     /// Accept inputs the recipe does not declare.
     pub allow_extra_inputs: bool,
+    /// `--no-cache` / `--refresh`.
+    pub cache_mode: crate::cache::CacheMode,
 }
 
 #[derive(Debug)]
@@ -80,15 +82,48 @@ pub async fn run_recipe(
         )))
     })?;
     let out_dir = std::fs::canonicalize(&out_dir).unwrap_or(out_dir);
+    // The run store records the run as it goes; a store that fails is
+    // reported once and the run goes on without it.
+    let recorder = services.store.as_ref().and_then(|store| {
+        let path = recipe.file.as_ref().map(|f| f.display().to_string());
+        match store.begin(
+            &run_id,
+            &recipe.name,
+            path.as_deref(),
+            &serde_json::Value::Object(values.clone()),
+        ) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                request.events.emit(super::events::Event {
+                    at: Duration::ZERO,
+                    kind: EventKind::Log {
+                        node: String::new(),
+                        level: "warn".into(),
+                        message: format!("run store unavailable, run not recorded: {e}"),
+                    },
+                });
+                None
+            }
+        }
+    });
+    let events: Arc<dyn EventSink> = match &recorder {
+        Some(r) => Arc::new(super::events::FanOut(vec![
+            request.events.clone(),
+            r.clone(),
+        ])),
+        None => request.events.clone(),
+    };
     let run = Arc::new(RunContext {
         services,
         run_id: run_id.clone(),
         out_dir: out_dir.clone(),
-        events: request.events,
+        events,
         started: Instant::now(),
         model_override: request.model_override,
         replies: request.replies,
         read_grants: file_input_folders(&recipe, &values),
+        cache_mode: request.cache_mode,
+        recorder: recorder.clone(),
     });
     run.emit(EventKind::RunStarted {
         run_id: run_id.clone(),
@@ -100,6 +135,17 @@ pub async fn run_recipe(
         success: result.is_ok(),
         duration,
     });
+    if let Some(r) = &recorder {
+        match &result {
+            Ok(f) => r.finish(
+                true,
+                Some(serde_json::Value::Object(f.outputs.clone())),
+                None,
+                None,
+            ),
+            Err(e) => r.finish(false, None, Some(e.to_string()), None),
+        }
+    }
     Ok(match result {
         Ok(finished) => RunOutcome {
             run_id,
@@ -168,7 +214,7 @@ pub fn new_run_id() -> String {
 
 /// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's
 /// algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

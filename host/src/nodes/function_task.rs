@@ -28,18 +28,18 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
             message: "no such function is registered".into(),
         });
     };
-    let (run, node) = (ctx.run.clone(), ctx.path.clone());
+    let (run, path) = (ctx.run.clone(), ctx.path.clone());
     let on_log = Arc::new(move |level: &str, message: &str| {
         run.emit(EventKind::Log {
-            node: node.clone(),
+            node: path.clone(),
             level: level.to_string(),
             message: message.to_string(),
         });
     });
-    let (run, node) = (ctx.run.clone(), ctx.path.clone());
+    let (run, path) = (ctx.run.clone(), ctx.path.clone());
     let on_progress = Arc::new(move |done: u64, total: u64| {
         run.emit(EventKind::NodeProgress {
-            node: node.clone(),
+            node: path.clone(),
             done,
             total,
         });
@@ -59,16 +59,29 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
         on_progress: Some(on_progress),
         on_usage: Some(on_usage),
     };
-    let output = f.call(input, &call).await.map_err(|e| match e {
-        CallError::Plugin(p) => NodeError::Plugin(p),
-        CallError::Message(message) => NodeError::Function {
-            function: function.to_string(),
-            message,
-        },
-    })?;
+    // Pure functions are cached by default; others when the node says so.
+    let info = f.info();
+    let parts = serde_json::json!({
+        "kind": "function",
+        "function": function,
+        "code": f.content_hash().unwrap_or_else(|| format!("native:{}", f.origin())),
+        "input": input,
+    });
+    let (output, cached) = ctx
+        .cached(node, "function", info.pure, parts, || async {
+            f.call(input.clone(), &call).await.map_err(|e| match e {
+                CallError::Plugin(p) => NodeError::Plugin(p),
+                CallError::Message(message) => NodeError::Function {
+                    function: function.to_string(),
+                    message,
+                },
+            })
+        })
+        .await?;
     Ok(NodeOutput {
         value: from_json(&output),
         plugin: usage.lock().ok().and_then(|u| *u),
+        cached,
         ..NodeOutput::default()
     })
 }

@@ -4,8 +4,8 @@
 
 use super::{NodeCtx, NodeOutput};
 use crate::engine::error::NodeError;
-use crate::providers::LanguageRequest;
-use crate::recipe::model::{Node, NodeKind, OutputFormat};
+use crate::providers::{CallNote, CallStats, LanguageRequest, ProviderError};
+use crate::recipe::model::{ModelSpec, Node, NodeKind, OutputFormat};
 use crate::template;
 use minijinja::value::Value;
 
@@ -30,15 +30,57 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
     } else {
         &fallback[..]
     };
-    let observer = ctx.observer();
-    let mut stats = crate::providers::CallStats::default();
-    let mut last_error: Option<crate::providers::ProviderError> = None;
-    let models: Vec<_> = std::iter::once(primary)
+    let models: Vec<ModelSpec> = std::iter::once(primary)
         .chain(fallbacks.iter().cloned())
         .collect();
+    let parts = serde_json::json!({
+        "kind": "language_task",
+        "models": models.iter().map(|m| serde_json::json!({"provider": m.provider, "model": m.model, "params": m.params})).collect::<Vec<_>>(),
+        "prompt": prompt,
+        "json": json,
+    });
+    let (answer, from_cache) = ctx
+        .cached(node, "language_task", true, parts, || async {
+            let (text, mock, stats) = ask(ctx, node, &models, &prompt, json).await?;
+            Ok(serde_json::json!({"text": text, "mock": mock, "stats": stats}))
+        })
+        .await?;
+    let text = answer
+        .get("text")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
+    let stats = if from_cache {
+        CallStats::default()
+    } else {
+        serde_json::from_value(answer.get("stats").cloned().unwrap_or_default()).unwrap_or_default()
+    };
+    Ok(NodeOutput {
+        value: shape(text, *output_format)?,
+        mock: answer
+            .get("mock")
+            .and_then(|m| m.as_bool())
+            .unwrap_or(false),
+        stats,
+        cached: from_cache,
+        ..NodeOutput::default()
+    })
+}
+
+/// Asks each model in turn until one answers (later ones are the node's
+/// `fallback`s); returns the reply, whether the mock made it, and the calls.
+async fn ask(
+    ctx: &NodeCtx,
+    node: &Node,
+    models: &[ModelSpec],
+    prompt: &str,
+    json: bool,
+) -> Result<(String, bool, CallStats), NodeError> {
+    let observer = ctx.observer();
+    let mut stats = CallStats::default();
+    let mut last_error: Option<ProviderError> = None;
     for (i, model) in models.iter().enumerate() {
         if let (Some(e), Some(previous)) = (&last_error, i.checked_sub(1).map(|p| &models[p])) {
-            observer(crate::providers::CallNote::Fallback {
+            observer(CallNote::Fallback {
                 from: format!("{}/{}", previous.provider, previous.model),
                 to: format!("{}/{}", model.provider, model.model),
                 reason: e.message.clone(),
@@ -47,7 +89,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         let provider = ctx.run.services.providers.language(&model.provider)?;
         let request = LanguageRequest {
             model: model.clone(),
-            prompt: prompt.clone(),
+            prompt: prompt.to_string(),
             json,
             retry: node.settings.retry.clone(),
             observer: Some(observer.clone()),
@@ -55,15 +97,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         match provider.complete(&request).await {
             Ok(response) => {
                 stats.add(&response.stats);
-                let value = shape(&response.text, *output_format)?;
-                return Ok(NodeOutput {
-                    value,
-                    extra: Vec::new(),
-                    mock: response.mock,
-                    stats,
-                    cached: false,
-                    plugin: None,
-                });
+                return Ok((response.text, response.mock, stats));
             }
             Err(e) => {
                 stats.calls += 1;

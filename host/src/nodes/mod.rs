@@ -80,6 +80,49 @@ impl NodeCtx {
             })
     }
 
+    /// `compute`'s result through the cache, per the node's `cache:` setting
+    /// and the run's mode; `default_on` is the default for this kind of
+    /// call. Returns the value and whether it came from the cache.
+    pub async fn cached<F, Fut>(
+        &self,
+        node: &Node,
+        kind: &str,
+        default_on: bool,
+        parts: serde_json::Value,
+        compute: F,
+    ) -> Result<(serde_json::Value, bool), NodeError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<serde_json::Value, NodeError>>,
+    {
+        use crate::cache::{key, CacheMode, NodeCachePolicy};
+        // Checked when the recipe loaded.
+        let policy = NodeCachePolicy::parse(node.settings.cache.as_ref()).unwrap_or_default();
+        let cache = match &self.run.services.cache {
+            Some(c)
+                if policy.enabled.unwrap_or(default_on)
+                    && self.run.cache_mode != CacheMode::Off =>
+            {
+                c
+            }
+            _ => return compute().await.map(|v| (v, false)),
+        };
+        let parts = if policy.normalize {
+            key::normalize(&parts)
+        } else {
+            parts
+        };
+        cache
+            .get_or_compute(
+                &key::key(&parts),
+                kind,
+                policy.ttl,
+                self.run.cache_mode,
+                compute,
+            )
+            .await
+    }
+
     /// Turns provider call notes into run events under this node.
     pub fn observer(&self) -> crate::providers::CallObserver {
         let (run, node) = (self.run.clone(), self.path.clone());

@@ -38,16 +38,34 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         retry: node.settings.retry.clone(),
         observer: Some(ctx.observer()),
     };
-    let text = provider.transcribe(&request).await?;
+    // The audio's content, not its path, decides the transcript.
+    let audio_hash = std::fs::read(&request.audio_file)
+        .map(|b| crate::plugins::runtime::content_hash(&b))
+        .unwrap_or_default();
+    let parts = serde_json::json!({
+        "kind": "speech_to_text_task",
+        "provider": request.model.provider,
+        "model": request.model.model,
+        "params": request.model.params,
+        "audio": audio_hash,
+        "language": request.language,
+        "response_format": request.response_format,
+    });
+    let (answer, cached) = ctx
+        .cached(node, "speech_to_text_task", true, parts, || async {
+            Ok(serde_json::Value::String(
+                provider.transcribe(&request).await?,
+            ))
+        })
+        .await?;
     Ok(NodeOutput {
-        value: Value::from(text),
-        extra: Vec::new(),
+        value: Value::from(answer.as_str().unwrap_or_default()),
         mock,
         stats: crate::providers::CallStats {
-            calls: 1,
+            calls: u32::from(!cached),
             ..Default::default()
         },
-        cached: false,
-        plugin: None,
+        cached,
+        ..NodeOutput::default()
     })
 }

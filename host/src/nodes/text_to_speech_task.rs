@@ -34,16 +34,50 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         retry: node.settings.retry.clone(),
         observer: Some(ctx.observer()),
     };
-    let path = provider.speak(&request).await?;
+    let parts = serde_json::json!({
+        "kind": "text_to_speech_task",
+        "provider": request.model.provider,
+        "model": request.model.model,
+        "params": request.model.params,
+        "text": request.text,
+        "voice": request.voice,
+        "extra": request.params,
+    });
+    let cache = ctx.run.services.cache.clone();
+    let (answer, hit) = ctx
+        .cached(node, "text_to_speech_task", true, parts, || async {
+            let path = provider.speak(&request).await?;
+            // The audio itself is kept by content hash, so a later run gets
+            // its own copy even after this run's folder is gone.
+            let blob = cache.as_ref().and_then(|c| c.put_blob(&path));
+            Ok(serde_json::json!({"path": path, "blob": blob}))
+        })
+        .await?;
+    let restored = match (hit, answer.get("blob").and_then(|b| b.as_str()), &cache) {
+        (true, Some(blob), Some(cache)) => cache.restore_blob(blob, &request.out_stem),
+        _ => None,
+    };
+    let (path, cached) = match restored {
+        Some(p) => (p, true),
+        None if hit => (provider.speak(&request).await?, false),
+        None => (
+            std::path::PathBuf::from(
+                answer
+                    .get("path")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or_default(),
+            ),
+            false,
+        ),
+    };
     Ok(NodeOutput {
         value: Value::from(path.display().to_string()),
-        extra: Vec::new(),
         mock: request.model.provider == "mock",
         stats: crate::providers::CallStats {
-            calls: 1,
+            calls: u32::from(!cached),
             ..Default::default()
         },
-        cached: false,
-        plugin: None,
+        cached,
+        ..NodeOutput::default()
     })
 }

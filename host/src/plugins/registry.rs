@@ -75,6 +75,11 @@ pub trait Function: Send + Sync {
     fn origin(&self) -> String {
         "built in".to_string()
     }
+    /// The hash of the code behind the function (a plugin's bytes), part of
+    /// its cache keys: new code, new results.
+    fn content_hash(&self) -> Option<String> {
+        None
+    }
     /// Calls the function with the node's resolved inputs as one JSON object.
     async fn call(
         &self,

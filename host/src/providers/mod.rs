@@ -93,7 +93,7 @@ pub struct Usage {
 }
 
 /// What a node's provider calls cost, summed.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallStats {
     pub calls: u32,
     pub retries: u32,
@@ -188,6 +188,8 @@ pub struct Providers {
     transcription: HashMap<String, Arc<dyn TranscriptionProvider>>,
     /// Providers whose required key is not set, with the variable to set.
     missing_keys: HashMap<String, String>,
+    /// The call policy (rate limiter, retries, prices) of each HTTP provider.
+    policies: HashMap<String, Arc<policy::CallPolicy>>,
 }
 
 impl Providers {
@@ -214,6 +216,7 @@ impl Providers {
             if let Some(var) = conn.missing_key() {
                 p.missing_keys.insert(name.clone(), var.to_string());
             }
+            p.policies.insert(name.clone(), conn.policy.clone());
             match endpoint.protocol {
                 settings::Protocol::OpenAi => {
                     let client = Arc::new(openai::OpenAi::new(conn));
@@ -245,6 +248,12 @@ impl Providers {
     /// The environment variable a provider needs and lacks, if any.
     pub fn missing_key(&self, provider: &str) -> Option<&str> {
         self.missing_keys.get(provider).map(String::as_str)
+    }
+
+    /// The call policy an HTTP provider's calls go through (its limiter's
+    /// state, e.g. the AIMD concurrency limit, for metrics and tests).
+    pub fn policy(&self, provider: &str) -> Option<Arc<policy::CallPolicy>> {
+        self.policies.get(provider).cloned()
     }
 
     pub fn add_language(&mut self, name: &str, provider: Arc<dyn LanguageProvider>) {
