@@ -35,5 +35,9 @@ mod engine;
 /// instances, scopes, caching, plugin maps, corpus runs and `composer plugin`.
 mod plugins;
 
+/// The provider layer against a local fake of the providers' HTTP APIs:
+/// protocols, retries, fallback, preflight, pooling, AIMD, rate limits.
+mod providers;
+
 /// Run metrics, Chrome traces, reports and `composer run --metrics/--trace`.
 mod metrics;

@@ -1,0 +1,235 @@
+//! Connection pooling, the AIMD concurrency cap and the rate limiter, as
+//! seen through the provider layer: the fake counts connections and calls
+//! in flight; the rate limiter runs on tokio's paused clock (no sockets).
+
+use super::fake::{Fake, Fault};
+use super::{providers_with, settings};
+use composer::providers::policy::{Answer, CallPolicy};
+use composer::providers::settings::{ProviderSettings, RateLimit, RetrySettings};
+use composer::providers::{CallNote, CallObserver, LanguageRequest, ProviderError};
+use composer::recipe::model::ModelSpec;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const CHAT: &str = "/v1/chat/completions";
+
+fn request(retry: Option<serde_json::Value>) -> LanguageRequest {
+    LanguageRequest {
+        model: ModelSpec {
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            params: serde_json::Map::new(),
+        },
+        prompt: "hello".into(),
+        json: false,
+        retry,
+        observer: None,
+    }
+}
+
+#[tokio::test]
+async fn sequential_calls_share_a_handful_of_connections() {
+    let fake = Fake::start();
+    let providers = providers_with(&settings(&fake));
+    let openai = providers.language("openai").unwrap();
+    let request = request(None);
+    for _ in 0..200 {
+        let answer = openai.complete(&request).await.unwrap();
+        assert_eq!(answer.text, "fake answer from gpt-4o-mini");
+    }
+    assert_eq!(fake.request_count(), 200);
+    assert!(
+        fake.connections() <= 4,
+        "200 sequential calls opened {} connections",
+        fake.connections()
+    );
+    assert_eq!(fake.peers(), fake.connections());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aimd_halves_the_concurrency_on_429s_and_recovers() {
+    let fake = Fake::start();
+    let mut s = settings(&fake);
+    s.max_concurrency = 16;
+    let providers = Arc::new(providers_with(&s));
+    let policy = providers.policy("openai").expect("openai has a policy");
+    let limit = || policy.limiter.concurrency_limit();
+    assert_eq!(limit(), 16);
+
+    // Three 429s, each a call of one attempt: 16 → 8 → 4 → 2.
+    fake.script(CHAT, (0..3).map(|_| Fault::rate_limited(Some("0"))));
+    let openai = providers.language("openai").unwrap();
+    let once = request(Some(json!({"max_attempts": 1})));
+    for expected in [8, 4, 2] {
+        let e = openai.complete(&once).await.unwrap_err();
+        assert_eq!(e.status, Some(429), "{e}");
+        assert_eq!(limit(), expected);
+    }
+
+    // With the cap at 2, six calls at once (each held 150 ms by the fake)
+    // go two at a time first; each success lets one more in.
+    fake.script(
+        CHAT,
+        (0..6).map(|_| Fault::Hang(Duration::from_millis(150))),
+    );
+    let calls = (0..6).map(|_| {
+        let openai = openai.clone();
+        tokio::spawn(async move { openai.complete(&request(None)).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        call.unwrap().unwrap();
+    }
+    let mut arrivals: Vec<_> = fake.requests().iter().skip(3).map(|r| r.at).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 6);
+    assert!(
+        arrivals[2].duration_since(arrivals[0]) >= Duration::from_millis(140),
+        "a third call went out while two were in flight: {:?}",
+        arrivals[2].duration_since(arrivals[0])
+    );
+    assert!(fake.max_in_flight() <= 4, "{}", fake.max_in_flight());
+    assert_eq!(limit(), 8, "two plus one per success");
+
+    // Successes bring it back up to the configured maximum, and no further.
+    for _ in 0..20 {
+        openai.complete(&request(None)).await.unwrap();
+    }
+    assert_eq!(limit(), 16);
+}
+
+#[tokio::test]
+async fn retries_within_one_call_keep_halving() {
+    let fake = Fake::start();
+    let mut s = settings(&fake);
+    s.max_concurrency = 32;
+    let providers = providers_with(&s);
+    fake.script(CHAT, (0..3).map(|_| Fault::rate_limited(None)));
+    let answer = providers
+        .language("openai")
+        .unwrap()
+        .complete(&request(None))
+        .await
+        .unwrap();
+    assert_eq!(answer.stats.retries, 3);
+    // 32 → 16 → 8 → 4, then one success: 5.
+    let policy = providers.policy("openai").unwrap();
+    assert_eq!(policy.limiter.concurrency_limit(), 5);
+}
+
+/// Records every note of a call.
+fn observer() -> (CallObserver, Arc<Mutex<Vec<CallNote>>>) {
+    let notes = Arc::new(Mutex::new(Vec::new()));
+    let sink = notes.clone();
+    let observer: CallObserver = Arc::new(move |n| sink.lock().unwrap().push(n));
+    (observer, notes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn sixty_calls_a_minute_spread_120_calls_over_two_minutes_through_the_policy() {
+    let settings = ProviderSettings {
+        rate_limits: BTreeMap::from([(
+            "openai".to_string(),
+            RateLimit {
+                calls_per_minute: 60.0,
+                tokens_per_minute: 0.0,
+            },
+        )]),
+        ..ProviderSettings::default()
+    };
+    let policy = CallPolicy::new("openai", &settings).unwrap();
+    let (observer, notes) = observer();
+    let start = tokio::time::Instant::now();
+    // All 120 at once: the limiter, not the caller, spreads them.
+    let calls = (0..120).map(|_| {
+        policy.execute("gpt-4o-mini", 10, None, Some(&observer), || async {
+            Ok::<_, ProviderError>(Answer {
+                value: tokio::time::Instant::now(),
+                usage: None,
+            })
+        })
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut sent: Vec<f64> = Vec::new();
+    let mut waited_ms = 0;
+    for r in results {
+        let (at, stats) = r.unwrap();
+        assert_eq!((stats.calls, stats.retries), (1, 0));
+        waited_ms += stats.rate_limit_wait_ms;
+        sent.push(at.duration_since(start).as_secs_f64());
+    }
+    sent.sort_by(f64::total_cmp);
+    let took = sent[119];
+    assert!((115.0..=121.0).contains(&took), "took {took}s");
+    // Never more than the one-second burst plus the rate in any window.
+    for window in sent.windows(12) {
+        assert!(
+            window[11] - window[0] >= 10.0,
+            "12 calls within {}s",
+            window[11] - window[0]
+        );
+    }
+    let waits = notes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| matches!(n, CallNote::RateLimitWait { .. }))
+        .count();
+    assert!(waits >= 118, "{waits} calls reported a wait");
+    // On average a call waited about a minute.
+    let mean = waited_ms as f64 / 120.0 / 1000.0;
+    assert!((50.0..=70.0).contains(&mean), "mean wait {mean}s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_is_bounded_and_on_tokios_clock() {
+    let settings = ProviderSettings {
+        rate_limits: BTreeMap::new(),
+        retry: RetrySettings {
+            max_retries: 3,
+            base_delay_ms: 1_000,
+            max_delay_ms: 60_000,
+            max_retry_after_ms: 120_000,
+        },
+        ..ProviderSettings::default()
+    };
+    let policy = CallPolicy::new("openai", &settings).unwrap();
+    let (observer, notes) = observer();
+    let start = tokio::time::Instant::now();
+    let mut failures = 3;
+    let (_, stats) = policy
+        .execute("gpt-4o-mini", 10, None, Some(&observer), || {
+            let fail = failures > 0;
+            failures -= 1;
+            async move {
+                if fail {
+                    Err(ProviderError::new("openai", "HTTP 503: busy", true))
+                } else {
+                    Ok(Answer {
+                        value: (),
+                        usage: None,
+                    })
+                }
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!((stats.calls, stats.retries), (4, 3));
+    // Full jitter: at most 1 + 2 + 4 seconds in all.
+    let took = start.elapsed();
+    assert!(took <= Duration::from_secs(7), "{took:?}");
+    let delays: Vec<u64> = notes
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|n| match n {
+            CallNote::Retry { delay_ms, .. } => Some(*delay_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 3);
+    for (i, d) in delays.iter().enumerate() {
+        assert!(*d <= 1000 << i, "retry {i} waited {d}ms");
+    }
+}
