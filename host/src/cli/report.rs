@@ -46,7 +46,14 @@ pub fn run(args: ReportArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match load_records(&filter) {
+    let db_path = match crate::config::discover(None) {
+        Ok((settings, _)) => settings.cache.path,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match load_records(&db_path, &filter) {
         Ok(records) => print_report(&records, &filter, args.json),
         Err(e) => {
             eprintln!("error: {e}");
@@ -55,12 +62,49 @@ pub fn run(args: ReportArgs) -> ExitCode {
     }
 }
 
-/// The recorded runs the filter keeps.
-// TODO(run store): read them with `crate::store::RunStore` (`list_runs`)
-// from `.composer/composer.db`, turning each stored run and its `metrics`
-// JSON (a serialized `RunMetrics`) into a `RunRecord`.
-fn load_records(_filter: &Filter) -> Result<Vec<RunRecord>, String> {
-    Err("`composer report` is not connected to the run store yet".into())
+/// The finished runs in the run store that the filter keeps.
+fn load_records(db_path: &std::path::Path, filter: &Filter) -> Result<Vec<RunRecord>, String> {
+    let store =
+        crate::store::RunStore::new(std::sync::Arc::new(crate::store::Database::open(db_path)?));
+    let runs = store.list(&crate::store::RunFilter {
+        recipe: filter.recipe.clone(),
+        since: filter.since.map(|s| s as f64),
+        limit: None,
+    })?;
+    let mut records = Vec::new();
+    for run in runs {
+        // Runs still going (or killed) have no figures yet.
+        let Some(finished) = run.finished_at else {
+            continue;
+        };
+        let metrics = run
+            .metrics
+            .clone()
+            .and_then(|m| serde_json::from_value(m).ok())
+            .unwrap_or_default();
+        // The run's error names the node that failed it; nodes that failed
+        // without failing the run (`on_error: continue`) add their own.
+        let mut errors: Vec<String> = run.error.iter().cloned().collect();
+        if let Ok(Some((_, nodes))) = store.get(&run.id) {
+            let failing = errors.first().cloned().unwrap_or_default();
+            errors.extend(
+                nodes
+                    .into_iter()
+                    .filter_map(|n| n.error)
+                    .filter(|e| !failing.contains(e.as_str())),
+            );
+        }
+        records.push(RunRecord {
+            id: run.id,
+            recipe: run.recipe,
+            started_at: run.started_at as u64,
+            success: run.status == "succeeded",
+            wall_secs: finished - run.started_at,
+            metrics,
+            errors,
+        });
+    }
+    Ok(records)
 }
 
 /// Builds the report over `records` (filtered again, so a source that

@@ -106,12 +106,17 @@ pub async fn run_recipe(
             }
         }
     });
-    let events: Arc<dyn EventSink> = match &recorder {
-        Some(r) => Arc::new(super::events::FanOut(vec![
+    // Recorded runs keep their metrics, which `composer report` reads.
+    let collector = recorder
+        .as_ref()
+        .map(|_| crate::metrics::collector::MetricsCollector::new());
+    let events: Arc<dyn EventSink> = match (&recorder, &collector) {
+        (Some(r), Some(c)) => Arc::new(super::events::FanOut(vec![
             request.events.clone(),
             r.clone(),
+            c.clone(),
         ])),
-        None => request.events.clone(),
+        _ => request.events.clone(),
     };
     let run = Arc::new(RunContext {
         services,
@@ -129,21 +134,25 @@ pub async fn run_recipe(
         run_id: run_id.clone(),
         recipe: recipe.name.clone(),
     });
-    let result = execute(run.clone(), Arc::new(plan), values, String::new()).await;
+    let plan = Arc::new(plan);
+    let result = execute(run.clone(), plan.clone(), values, String::new()).await;
     let duration = run.started.elapsed();
     run.emit(EventKind::RunFinished {
         success: result.is_ok(),
         duration,
     });
     if let Some(r) = &recorder {
+        let metrics = collector
+            .as_ref()
+            .and_then(|c| serde_json::to_value(c.metrics(&plan)).ok());
         match &result {
             Ok(f) => r.finish(
                 true,
                 Some(serde_json::Value::Object(f.outputs.clone())),
                 None,
-                None,
+                metrics,
             ),
-            Err(e) => r.finish(false, None, Some(e.to_string()), None),
+            Err(e) => r.finish(false, None, Some(e.to_string()), metrics),
         }
     }
     Ok(match result {
