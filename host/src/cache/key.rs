@@ -46,11 +46,17 @@ fn canonical(v: &Value, out: &mut String) {
     }
 }
 
-/// `normalize: true`: strings trimmed and lower-cased, so "  Paris" and
-/// "paris" share a result.
+/// `normalize: true`: strings trimmed, lower-cased and with every run of
+/// whitespace made one space, so "  Paris" and "paris" share a result
+/// wherever the value sits in a rendered prompt.
 pub fn normalize(v: &Value) -> Value {
     match v {
-        Value::String(s) => Value::String(s.trim().to_lowercase()),
+        Value::String(s) => Value::String(
+            s.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase(),
+        ),
         Value::Array(items) => Value::Array(items.iter().map(normalize).collect()),
         Value::Object(m) => {
             Value::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect())
@@ -77,5 +83,9 @@ mod tests {
     #[test]
     fn normalizing_trims_and_lowercases() {
         assert_eq!(normalize(&json!({"q": "  Paris "})), json!({"q": "paris"}));
+        assert_eq!(
+            normalize(&json!("Facts about   Paris.")),
+            normalize(&json!("facts about paris."))
+        );
     }
 }

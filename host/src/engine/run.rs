@@ -600,6 +600,21 @@ struct Preflight<'a> {
 }
 
 impl Preflight<'_> {
+    /// A model the node may call: its provider must exist and have its key.
+    fn model(&mut self, kind: &str, m: &ModelSpec, path: &str) {
+        if !self.services.providers.has(kind, &m.provider) {
+            self.problems.push(format!(
+                "node `{path}` uses provider `{}`, which has no {kind} client; run offline with `--model mock/echo`",
+                m.provider
+            ));
+        } else if let Some(var) = self.services.providers.missing_key(&m.provider) {
+            let nodes = self.keys.entry(var.to_string()).or_default();
+            if !nodes.iter().any(|n| n == path) {
+                nodes.push(path.to_string());
+            }
+        }
+    }
+
     fn nodes<'n>(
         &mut self,
         recipe: &Recipe,
@@ -620,17 +635,18 @@ impl Preflight<'_> {
                     .model_override
                     .or(node.model.as_ref())
                     .or(recipe.model_config.as_ref());
+                // `--model` replaces fallbacks too; otherwise each needs its key.
+                let fallbacks: &[ModelSpec] = match (&node.kind, self.model_override) {
+                    (NodeKind::LanguageTask { fallback, .. }, None) => fallback,
+                    _ => &[],
+                };
                 match model {
                     None => self.problems.push(format!(
                         "node `{path}` has no model (give it `model`, the recipe `model_config`, or run with `--model`)"
                     )),
-                    Some(m) if !self.services.providers.has(kind, &m.provider) => self.problems.push(format!(
-                        "node `{path}` uses provider `{}`, which has no {kind} client; run offline with `--model mock/echo`",
-                        m.provider
-                    )),
                     Some(m) => {
-                        if let Some(var) = self.services.providers.missing_key(&m.provider) {
-                            self.keys.entry(var.to_string()).or_default().push(path.clone());
+                        for m in std::iter::once(m).chain(fallbacks) {
+                            self.model(kind, m, &path);
                         }
                     }
                 }

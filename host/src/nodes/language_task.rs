@@ -100,7 +100,8 @@ async fn ask(
                 return Ok((response.text, response.mock, stats));
             }
             Err(e) => {
-                stats.calls += 1;
+                stats.calls += e.attempts.max(1);
+                stats.retries += e.attempts.saturating_sub(1);
                 last_error = Some(e);
             }
         }

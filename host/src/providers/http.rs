@@ -84,6 +84,7 @@ pub async fn send(
         retryable,
         status: Some(code),
         retry_after,
+        attempts: 1,
     })
 }
 

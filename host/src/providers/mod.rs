@@ -43,6 +43,8 @@ pub struct ProviderError {
     pub status: Option<u16>,
     /// How long the provider asked us to wait (`Retry-After`).
     pub retry_after: Option<std::time::Duration>,
+    /// Attempts made before giving up (retries included).
+    pub attempts: u32,
 }
 
 impl ProviderError {
@@ -53,6 +55,7 @@ impl ProviderError {
             retryable,
             status: None,
             retry_after: None,
+            attempts: 1,
         }
     }
 

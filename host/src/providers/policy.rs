@@ -100,13 +100,15 @@ impl CallPolicy {
                         self.limiter.on_rate_limited();
                     }
                     let Some(delay) = policy.next_delay(tries, &e) else {
-                        return Err(if tries > 1 {
-                            ProviderError {
-                                message: format!("{} (after {tries} attempts)", e.message),
-                                ..e
-                            }
+                        let message = if tries > 1 {
+                            format!("{} (after {tries} attempts)", e.message)
                         } else {
-                            e
+                            e.message.clone()
+                        };
+                        return Err(ProviderError {
+                            message,
+                            attempts: tries,
+                            ..e
                         });
                     };
                     stats.retries += 1;
