@@ -41,3 +41,8 @@ mod providers;
 
 /// Run metrics, Chrome traces, reports and `composer run --metrics/--trace`.
 mod metrics;
+
+/// The result cache and the run store: repeat runs against a counting fake
+/// provider, keys, modes, TTLs, single flight, functions, audio, broken
+/// databases, `composer cache|runs` and a killed run.
+mod cache;
