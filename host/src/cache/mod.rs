@@ -141,6 +141,8 @@ pub struct ResultCache {
     clock: Arc<dyn Clock>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// The first failure to read or write the store, reported by the CLI.
+    failure: std::sync::Mutex<Option<String>>,
 }
 
 impl ResultCache {
@@ -171,6 +173,7 @@ impl ResultCache {
             clock: Arc::new(SystemClock),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            failure: std::sync::Mutex::new(None),
         })
     }
 
@@ -183,6 +186,17 @@ impl ResultCache {
         CacheCounters {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The first store failure seen (the cache then works from memory).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn note_failure(&self, e: String) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(e);
         }
     }
 
@@ -215,7 +229,7 @@ impl ResultCache {
     fn db_put(&self, key: &str, kind: &str, e: &Entry) {
         if let Some(db) = &self.db {
             let text = e.value.to_string();
-            let _ = db.with(|c| {
+            let written = db.with(|c| {
                 c.execute(
                     "INSERT OR REPLACE INTO cache (key, kind, value, created_at, expires_at, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     rusqlite::params![
@@ -228,6 +242,9 @@ impl ResultCache {
                     ],
                 )
             });
+            if let Err(e) = written {
+                self.note_failure(e);
+            }
         }
     }
 

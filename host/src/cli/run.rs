@@ -168,6 +168,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             CacheMode::Use
         },
     };
+    let cache = services.cache.clone();
     let outcome = match runtime.block_on(run_recipe(Arc::new(services), request)) {
         Ok(o) => o,
         Err(not_started) => {
@@ -183,6 +184,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     let metrics = observer.after_run();
+    if let Some(failure) = cache.as_ref().and_then(|c| c.failure()) {
+        eprintln!("warning: the result cache could not use its database ({failure}); results were kept in memory only");
+    }
     if let Some(e) = &outcome.error {
         if let (true, Some(m)) = (args.json, &metrics) {
             let value = super::observe::Observer::json_output(Some(m), &outcome.outputs);

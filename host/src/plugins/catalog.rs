@@ -157,6 +157,10 @@ impl Function for WasmFunction {
         )
     }
 
+    fn content_hash(&self) -> Option<String> {
+        Some(self.plugin.hash.clone())
+    }
+
     async fn call(
         &self,
         input: serde_json::Value,

@@ -785,6 +785,9 @@ fn settings(c: &mut Checker, m: &Map<String, Value>, path: &str, node_type: &str
             }
         },
     };
+    if let Err(e) = crate::cache::NodeCachePolicy::parse(m.get("cache")) {
+        c.error(Code::InvalidValue, &join_key(path, "cache"), e);
+    }
     if let Some(retry) = m.get("retry").filter(|v| !v.is_null()) {
         let defaults = crate::providers::retry::RetryPolicy::from_settings(&Default::default());
         if let Err(e) = defaults.with_node(retry) {

@@ -189,7 +189,7 @@ impl Setup {
             replies: self.replies,
             events: sink.clone(),
             allow_extra_inputs: self.allow_extra_inputs,
-        cache_mode: Default::default(),
+            cache_mode: Default::default(),
         };
         match run_recipe(Arc::new(self.services), request).await {
             Ok(outcome) => Ok(Ran {

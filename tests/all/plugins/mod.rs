@@ -360,7 +360,7 @@ pub async fn run(
         replies: Default::default(),
         events: sink.clone(),
         allow_extra_inputs: false,
-    cache_mode: Default::default(),
+        cache_mode: Default::default(),
     };
     match run_recipe(Arc::new(services), request).await {
         Ok(outcome) => Ok(Ran {
