@@ -47,6 +47,7 @@ fn runtime(cache: Option<PathBuf>) -> PluginRuntime {
         max_memory_bytes: PluginLimits::default().memory_bytes,
         max_table_elements: PluginLimits::default().table_elements,
         cache_dir: cache,
+        profile_dir: None,
     })
     .unwrap()
 }

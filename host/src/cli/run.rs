@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// `--metrics`, `--trace FILE.json`.
     #[command(flatten)]
     pub observe: super::observe::ObserveArgs,
+    /// Write a guest profile (Firefox profiler JSON) of every plugin call
+    /// into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub profile_plugins: Option<PathBuf>,
     /// Neither read nor write the result cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -142,7 +146,11 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     // Plugin folders are only looked at when the recipe calls a function.
     if !loaded.recipe.functions().is_empty() {
-        let host = PluginHost::new(settings.plugins);
+        let mut plugin_settings = settings.plugins;
+        if let Some(dir) = &args.profile_plugins {
+            plugin_settings.profile_dir = Some(dir.clone());
+        }
+        let host = PluginHost::new(plugin_settings);
         for w in runtime.block_on(register_project_plugins(&host, &mut services.functions)) {
             eprintln!("warning: {w}");
         }

@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use composer::plugin::host::Level;
+pub use self::composer::plugin::host::Level;

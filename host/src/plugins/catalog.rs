@@ -34,6 +34,8 @@ pub struct PluginSettings {
     /// Folders every call may use, besides the run's own output folder
     /// (read-write) and the folders of `file` inputs (read-only).
     pub grants: Vec<Grant>,
+    /// Write a guest profile of every plugin call into this folder.
+    pub profile_dir: Option<PathBuf>,
 }
 
 impl Default for PluginSettings {
@@ -45,6 +47,7 @@ impl Default for PluginSettings {
             limits: PluginLimits::default(),
             overrides: BTreeMap::new(),
             grants: Vec::new(),
+            profile_dir: None,
         }
     }
 }
@@ -92,6 +95,7 @@ impl PluginHost {
                     max_memory_bytes: max_memory,
                     max_table_elements: max_table,
                     cache_dir: Some(self.settings.cache_dir.clone()),
+                    profile_dir: self.settings.profile_dir.clone(),
                 })
                 .map(Arc::new)
             })

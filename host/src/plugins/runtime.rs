@@ -39,6 +39,8 @@ pub struct RuntimeSettings {
     pub max_table_elements: u64,
     /// Where compiled code is cached (None: compile every time).
     pub cache_dir: Option<PathBuf>,
+    /// Write a guest profile of every call here (`--profile-plugins`).
+    pub profile_dir: Option<PathBuf>,
 }
 
 /// A log line a call produced.
@@ -72,6 +74,8 @@ pub struct PluginState {
     max_log_bytes: usize,
     logs_dropped: u64,
     progress: Option<ProgressFn>,
+    /// Samples the guest's stack at every epoch tick when profiling.
+    profiler: Option<wasmtime::GuestProfiler>,
 }
 
 impl WasiView for PluginState {
@@ -123,6 +127,8 @@ pub struct PluginRuntime {
     settings: RuntimeSettings,
     slots: Arc<Semaphore>,
     ticker_stop: Arc<AtomicBool>,
+    /// Numbers profile files.
+    profiles_written: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for PluginRuntime {
@@ -184,6 +190,7 @@ impl PluginRuntime {
             slots: Arc::new(Semaphore::new(slots as usize)),
             settings,
             ticker_stop,
+            profiles_written: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -345,14 +352,20 @@ impl PluginRuntime {
         let result = match tokio::time::timeout(timeout, run).await {
             Ok(r) => r,
             Err(_) => {
+                if let Some(profiler) = store.data_mut().profiler.take() {
+                    self.write_profile(profiler, &loaded.name, function);
+                }
                 return Err(PluginError::Timeout {
                     plugin: loaded.name.clone(),
                     function: function.to_string(),
                     timeout_ms: limits.timeout_ms,
-                })
+                });
             }
         };
         let fuel_left = store.get_fuel().unwrap_or(0);
+        if let Some(profiler) = store.data_mut().profiler.take() {
+            self.write_profile(profiler, &loaded.name, function);
+        }
         let (mut stdout_text, dropped_out) = stdout.take();
         let (mut stderr_text, dropped_err) = stderr.take();
         for (text, dropped) in [
@@ -394,6 +407,22 @@ impl PluginRuntime {
         }
     }
 
+    /// Writes one call's guest profile (Firefox profiler format, opens in
+    /// profiler.firefox.com). A profile that cannot be written is skipped:
+    /// profiling never fails a call.
+    fn write_profile(&self, profiler: wasmtime::GuestProfiler, plugin: &str, function: &str) {
+        let Some(dir) = &self.settings.profile_dir else {
+            return;
+        };
+        let n = self.profiles_written.fetch_add(1, Ordering::Relaxed);
+        let file = dir.join(format!("{plugin}-{function}-{n:04}.json"));
+        if std::fs::create_dir_all(dir).is_ok() {
+            if let Ok(f) = std::fs::File::create(&file) {
+                let _ = profiler.finish(std::io::BufWriter::new(f));
+            }
+        }
+    }
+
     /// A store with one call's limits and sandbox.
     fn new_store(
         &self,
@@ -420,6 +449,7 @@ impl PluginRuntime {
             max_log_bytes: cap,
             logs_dropped: 0,
             progress,
+            profiler: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -432,8 +462,35 @@ impl PluginRuntime {
             .fuel_async_yield_interval(Some(YIELD_FUEL))
             .map_err(internal)?;
         let ticks = limits.timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        if self.settings.profile_dir.is_some() {
+            // Profiling: stop at every tick to sample the guest's stack, and
+            // enforce the same deadline from there.
+            let profiler = wasmtime::GuestProfiler::new_component(
+                &self.engine,
+                &loaded.name,
+                EPOCH_TICK,
+                loaded.component.clone(),
+                [],
+            )
+            .map_err(internal)?;
+            store.data_mut().profiler = Some(profiler);
+            let deadline = std::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |mut ctx| {
+                let mut profiler = ctx.data_mut().profiler.take();
+                if let Some(p) = profiler.as_mut() {
+                    p.sample(&ctx, EPOCH_TICK);
+                }
+                ctx.data_mut().profiler = profiler;
+                if std::time::Instant::now() >= deadline {
+                    return Err(wasmtime::Error::new(Trap::Interrupt));
+                }
+                Ok(wasmtime::UpdateDeadline::Continue(1))
+            });
+        } else {
+            store.set_epoch_deadline(ticks);
+            store.epoch_deadline_trap();
+        }
         Ok((store, stdout, stderr))
     }
 

@@ -14,6 +14,9 @@ use std::sync::Arc;
 pub struct CallPolicy {
     pub provider: String,
     pub limiter: RateLimiter,
+    /// Limits of single models (`rate_limits."provider/model"`), applied on
+    /// top of the provider's.
+    pub model_limiters: std::collections::HashMap<String, RateLimiter>,
     pub retry: RetryPolicy,
     pub prices: Arc<PriceTable>,
 }
@@ -34,6 +37,21 @@ impl CallPolicy {
                 limit.map(|l| l.tokens_per_minute),
                 settings.max_concurrency,
             ),
+            model_limiters: settings
+                .rate_limits
+                .iter()
+                .filter_map(|(key, l)| {
+                    let model = key.strip_prefix(provider)?.strip_prefix('/')?;
+                    Some((
+                        model.to_string(),
+                        RateLimiter::new(
+                            Some(l.calls_per_minute),
+                            Some(l.tokens_per_minute),
+                            settings.max_concurrency,
+                        ),
+                    ))
+                })
+                .collect(),
             retry: RetryPolicy::from_settings(&settings.retry),
             prices: Arc::new(PriceTable::new(&settings.prices)),
         })
@@ -66,7 +84,16 @@ impl CallPolicy {
         let mut tries = 0u32;
         loop {
             tries += 1;
-            let (permit, waited) = self.limiter.acquire(estimate).await;
+            let model_limiter = self.model_limiters.get(model);
+            let (permit, mut waited) = self.limiter.acquire(estimate).await;
+            let model_permit = match model_limiter {
+                Some(l) => {
+                    let (p, w) = l.acquire(estimate).await;
+                    waited += w;
+                    Some(p)
+                }
+                None => None,
+            };
             if waited.as_millis() > 0 {
                 stats.rate_limit_wait_ms += waited.as_millis() as u64;
                 note(CallNote::RateLimitWait {
@@ -76,10 +103,15 @@ impl CallPolicy {
             }
             stats.calls += 1;
             let result = attempt().await;
+            drop(model_permit);
             drop(permit);
             match result {
                 Ok(answer) => {
                     self.limiter.on_success();
+                    if let Some(l) = model_limiter {
+                        l.on_success();
+                        l.settle_tokens(estimate, usage_total(&answer.usage));
+                    }
                     let usage = answer.usage.clone().unwrap_or_default();
                     self.limiter
                         .settle_tokens(estimate, usage.input_tokens + usage.output_tokens);
@@ -96,8 +128,14 @@ impl CallPolicy {
                 Err(e) => {
                     // The estimate was not spent.
                     self.limiter.settle_tokens(estimate, 0);
+                    if let Some(l) = model_limiter {
+                        l.settle_tokens(estimate, 0);
+                    }
                     if e.is_rate_limited() {
                         self.limiter.on_rate_limited();
+                        if let Some(l) = model_limiter {
+                            l.on_rate_limited();
+                        }
                     }
                     let Some(delay) = policy.next_delay(tries, &e) else {
                         let message = if tries > 1 {
@@ -125,9 +163,56 @@ impl CallPolicy {
     }
 }
 
+fn usage_total(usage: &Option<Usage>) -> u64 {
+    usage
+        .as_ref()
+        .map(|u| u.input_tokens + u.output_tokens)
+        .unwrap_or(0)
+}
+
 /// Tokens a call is expected to use before it is made: about four
 /// characters a token for the prompt, plus the reply's `max_tokens` (or a
 /// modest default).
 pub fn estimate_tokens(prompt: &str, max_tokens: Option<u64>) -> u64 {
     (prompt.len() as u64).div_ceil(4) + max_tokens.unwrap_or(512)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::settings::RateLimit;
+    use std::time::Duration;
+
+    async fn calls(policy: &CallPolicy, model: &str, n: usize) -> Duration {
+        let start = tokio::time::Instant::now();
+        for _ in 0..n {
+            let done = policy
+                .execute(model, 0, None, None, || async {
+                    Ok::<_, ProviderError>(Answer {
+                        value: (),
+                        usage: None,
+                    })
+                })
+                .await;
+            assert!(done.is_ok());
+        }
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_model_limit_applies_on_top_of_its_provider() {
+        let mut settings = ProviderSettings::default();
+        settings.rate_limits.clear();
+        settings.rate_limits.insert(
+            "p/slow".into(),
+            RateLimit {
+                calls_per_minute: 60.0,
+                tokens_per_minute: 1e9,
+            },
+        );
+        let policy = CallPolicy::new("p", &settings).unwrap();
+        // One a second after the first: ten calls take nine seconds.
+        assert!(calls(&policy, "slow", 10).await >= Duration::from_secs(8));
+        assert!(calls(&policy, "fast", 10).await < Duration::from_secs(1));
+    }
 }

@@ -201,7 +201,9 @@ pub struct ProviderSettings {
     pub pool_max_idle_per_host: usize,
     pub pool_idle_timeout_secs: f64,
     pub retry: RetrySettings,
-    /// Per provider; a provider without an entry is not limited.
+    /// Per provider (`openai`), and optionally per model
+    /// (`"openai/gpt-4o"`, on top of its provider's); a provider without an
+    /// entry is not limited.
     pub rate_limits: BTreeMap<String, RateLimit>,
     /// Calls in flight per provider before AIMD halves it on 429s.
     pub max_concurrency: usize,

@@ -29,6 +29,7 @@ impl Hostile {
             max_memory_bytes: PluginLimits::default().memory_bytes,
             max_table_elements: PluginLimits::default().table_elements,
             cache_dir: Some(env.cache.clone()),
+            profile_dir: None,
         })
         .expect("the plugin runtime does not start");
         let loaded = runtime

@@ -15,6 +15,8 @@
 mod cli;
 mod isolation;
 mod limits;
+/// `--profile-plugins`: guest profiles of calls.
+mod profile;
 mod recipes;
 mod registry;
 mod sandbox;
@@ -192,6 +194,7 @@ impl Env {
             limits: PluginLimits::default(),
             overrides: BTreeMap::new(),
             grants: Vec::new(),
+            profile_dir: None,
         }
     }
 
