@@ -31,6 +31,7 @@ user_inputs:
 nodes:
   - id: items
     type: language_task
+    model: {provider: mock, model: echo, reply: "{{ prompt }}"}
     prompt: "{{ range(count) | list | tojson }}"
     output_format: json
   - id: each

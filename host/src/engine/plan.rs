@@ -163,9 +163,10 @@ impl Plan {
         for component in components {
             let members: Vec<usize> = component.iter().map(|n| graph[*n]).collect();
             let self_loop = members.len() == 1
-                && self.edges.iter().any(|e| {
-                    e.from == Endpoint::Node(members[0]) && e.to == Endpoint::Node(members[0])
-                });
+                && self.nodes[members[0]]
+                    .outgoing
+                    .iter()
+                    .any(|&e| self.edges[e].to == Endpoint::Node(members[0]));
             if members.len() < 2 && !self_loop {
                 continue;
             }

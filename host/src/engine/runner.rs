@@ -135,7 +135,17 @@ pub async fn run_recipe(
         recipe: recipe.name.clone(),
     });
     let plan = Arc::new(plan);
-    let result = execute(run.clone(), plan.clone(), values, String::new()).await;
+    // The scheduler runs as a task of its own: node tasks it spawns then
+    // start on the same worker thread, instead of every node costing two
+    // cross-thread wake-ups (caller's thread to worker and back). A panic
+    // in it is this run's failure, not the host's.
+    let result = match tokio::spawn(execute(run.clone(), plan.clone(), values, String::new())).await
+    {
+        Ok(r) => r,
+        Err(e) => Err(super::error::RunError::Internal(format!(
+            "the scheduler stopped: {e}"
+        ))),
+    };
     let duration = run.started.elapsed();
     run.emit(EventKind::RunFinished {
         success: result.is_ok(),

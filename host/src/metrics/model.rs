@@ -430,7 +430,11 @@ impl RunMetrics {
                     items.mean_secs = sum / count.max(1.0);
                 }
             }
-            let spec = find_node(&plan.recipe, &n.node);
+            // Top-level nodes by the plan's index; nested paths by walking.
+            let spec = match plan.index.get(n.node.as_str()) {
+                Some(&i) => plan.recipe.nodes.get(i),
+                None => find_node(&plan.recipe, &n.node),
+            };
             if n.node_type.is_empty() {
                 n.node_type = spec.map(|s| s.kind.type_name()).unwrap_or("").to_string();
             }

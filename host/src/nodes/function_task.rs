@@ -68,15 +68,21 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
         "input": input,
     });
     let (output, cached) = ctx
-        .cached(node, "function", info.pure, parts, || async {
-            f.call(input.clone(), &call).await.map_err(|e| match e {
-                CallError::Plugin(p) => NodeError::Plugin(p),
-                CallError::Message(message) => NodeError::Function {
-                    function: function.to_string(),
-                    message,
-                },
-            })
-        })
+        .cached(
+            node,
+            "function",
+            info.pure,
+            || parts,
+            || async {
+                f.call(input.clone(), &call).await.map_err(|e| match e {
+                    CallError::Plugin(p) => NodeError::Plugin(p),
+                    CallError::Message(message) => NodeError::Function {
+                        function: function.to_string(),
+                        message,
+                    },
+                })
+            },
+        )
         .await?;
     Ok(NodeOutput {
         value: from_json(&output),

@@ -33,12 +33,23 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
     let models: Vec<ModelSpec> = std::iter::once(primary)
         .chain(fallbacks.iter().cloned())
         .collect();
-    let parts = serde_json::json!({
-        "kind": "language_task",
-        "models": models.iter().map(|m| serde_json::json!({"provider": m.provider, "model": m.model, "params": m.params})).collect::<Vec<_>>(),
-        "prompt": prompt,
-        "json": json,
-    });
+    if !ctx.cache_on(node, true) {
+        let (text, mock, stats) = ask(ctx, node, &models, &prompt, json).await?;
+        return Ok(NodeOutput {
+            value: shape(&text, *output_format)?,
+            mock,
+            stats,
+            ..NodeOutput::default()
+        });
+    }
+    let parts = || {
+        serde_json::json!({
+            "kind": "language_task",
+            "models": models.iter().map(|m| serde_json::json!({"provider": m.provider, "model": m.model, "params": m.params})).collect::<Vec<_>>(),
+            "prompt": prompt,
+            "json": json,
+        })
+    };
     let (answer, from_cache) = ctx
         .cached(node, "language_task", true, parts, || async {
             let (text, mock, stats) = ask(ctx, node, &models, &prompt, json).await?;

@@ -80,37 +80,42 @@ impl NodeCtx {
             })
     }
 
-    /// `compute`'s result through the cache, per the node's `cache:` setting
-    /// and the run's mode; `default_on` is the default for this kind of
-    /// call. Returns the value and whether it came from the cache.
+    /// Whether this node's result goes through the cache, per its `cache:`
+    /// setting (checked when the recipe loaded), the run's mode, and
+    /// `default_on` for this kind of call.
+    pub fn cache_on(&self, node: &Node, default_on: bool) -> bool {
+        let policy =
+            crate::cache::NodeCachePolicy::parse(node.settings.cache.as_ref()).unwrap_or_default();
+        self.run.services.cache.is_some()
+            && policy.enabled.unwrap_or(default_on)
+            && self.run.cache_mode != crate::cache::CacheMode::Off
+    }
+
+    /// `compute`'s result through the cache (see `cache_on`); `parts` names
+    /// everything that decides the result and is only built when the cache
+    /// is used. Returns the value and whether it came from the cache.
     pub async fn cached<F, Fut>(
         &self,
         node: &Node,
         kind: &str,
         default_on: bool,
-        parts: serde_json::Value,
+        parts: impl FnOnce() -> serde_json::Value,
         compute: F,
     ) -> Result<(serde_json::Value, bool), NodeError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<serde_json::Value, NodeError>>,
     {
-        use crate::cache::{key, CacheMode, NodeCachePolicy};
-        // Checked when the recipe loaded.
-        let policy = NodeCachePolicy::parse(node.settings.cache.as_ref()).unwrap_or_default();
+        use crate::cache::{key, NodeCachePolicy};
         let cache = match &self.run.services.cache {
-            Some(c)
-                if policy.enabled.unwrap_or(default_on)
-                    && self.run.cache_mode != CacheMode::Off =>
-            {
-                c
-            }
+            Some(c) if self.cache_on(node, default_on) => c,
             _ => return compute().await.map(|v| (v, false)),
         };
+        let policy = NodeCachePolicy::parse(node.settings.cache.as_ref()).unwrap_or_default();
         let parts = if policy.normalize {
-            key::normalize(&parts)
+            key::normalize(&parts())
         } else {
-            parts
+            parts()
         };
         cache
             .get_or_compute(

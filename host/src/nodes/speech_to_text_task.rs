@@ -52,11 +52,17 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         "response_format": request.response_format,
     });
     let (answer, cached) = ctx
-        .cached(node, "speech_to_text_task", true, parts, || async {
-            Ok(serde_json::Value::String(
-                provider.transcribe(&request).await?,
-            ))
-        })
+        .cached(
+            node,
+            "speech_to_text_task",
+            true,
+            || parts,
+            || async {
+                Ok(serde_json::Value::String(
+                    provider.transcribe(&request).await?,
+                ))
+            },
+        )
         .await?;
     Ok(NodeOutput {
         value: Value::from(answer.as_str().unwrap_or_default()),

@@ -45,13 +45,19 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
     });
     let cache = ctx.run.services.cache.clone();
     let (answer, hit) = ctx
-        .cached(node, "text_to_speech_task", true, parts, || async {
-            let path = provider.speak(&request).await?;
-            // The audio itself is kept by content hash, so a later run gets
-            // its own copy even after this run's folder is gone.
-            let blob = cache.as_ref().and_then(|c| c.put_blob(&path));
-            Ok(serde_json::json!({"path": path, "blob": blob}))
-        })
+        .cached(
+            node,
+            "text_to_speech_task",
+            true,
+            || parts,
+            || async {
+                let path = provider.speak(&request).await?;
+                // The audio itself is kept by content hash, so a later run gets
+                // its own copy even after this run's folder is gone.
+                let blob = cache.as_ref().and_then(|c| c.put_blob(&path));
+                Ok(serde_json::json!({"path": path, "blob": blob}))
+            },
+        )
         .await?;
     let restored = match (hit, answer.get("blob").and_then(|b| b.as_str()), &cache) {
         (true, Some(blob), Some(cache)) => cache.restore_blob(blob, &request.out_stem),
