@@ -215,3 +215,12 @@ mod tests {
         assert!(read_peak_rss().is_some());
     }
 }
+
+/// Memory the system can still give out (`MemAvailable`), in bytes; None
+/// off Linux.
+pub fn read_available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -23,7 +23,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutpu
         (ExecutionMode::Sequential, _) => 1,
         (ExecutionMode::Parallel, Concurrency::Fixed(n)) => n,
         (ExecutionMode::Parallel, Concurrency::Auto) => {
-            ctx.run.services.settings.auto_map_concurrency(total)
+            auto_concurrency(ctx, node, &spec.task, total)
         }
     }
     .max(1);
@@ -177,4 +177,39 @@ fn item_context(
         producers: ctx.producers.clone(),
         item_model,
     })
+}
+
+/// `max_concurrency: auto`: the item count, capped by `map_concurrency`,
+/// by the calls the task's provider allows in flight now (its AIMD limit,
+/// which 429s lower), and for function tasks by the memory free for
+/// instances at the plugin memory limit.
+fn auto_concurrency(ctx: &NodeCtx, map: &Node, task: &Node, items: usize) -> usize {
+    let services = &ctx.run.services;
+    let mut n = services.settings.auto_map_concurrency(items);
+    let model = ctx
+        .run
+        .model_override
+        .as_ref()
+        .or(task.model.as_ref())
+        .or(map.model.as_ref())
+        .or(ctx.recipe.model_config.as_ref());
+    if task.kind.uses_model() {
+        if let Some(policy) = model.and_then(|m| services.providers.policy(&m.provider)) {
+            n = n.min(policy.limiter.concurrency_limit());
+        }
+    }
+    if matches!(
+        task.kind,
+        crate::recipe::model::NodeKind::FunctionTask { .. }
+    ) {
+        if let Some(free) = crate::metrics::collector::read_available_memory() {
+            let per_instance = crate::plugins::PluginLimits::default().memory_bytes.max(1);
+            n = n.min(
+                usize::try_from(free / per_instance)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            );
+        }
+    }
+    n.max(1)
 }

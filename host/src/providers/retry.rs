@@ -32,9 +32,13 @@ impl RetryPolicy {
     /// A node's `retry: {max_attempts, base_delay, max_delay}` over `self`.
     /// Delays are seconds (numbers) or text like `500ms`, `2s`, `1m`.
     pub fn with_node(self, value: &Value) -> Result<RetryPolicy, String> {
+        // `retry: 3` is short for `retry: {max_attempts: 3}`.
+        if value.is_number() {
+            return self.with_node(&serde_json::json!({ "max_attempts": value }));
+        }
         let Value::Object(m) = value else {
             return Err(format!(
-                "`retry` must be a mapping {{max_attempts, base_delay, max_delay}}, found {value}"
+                "`retry` must be a number of attempts or a mapping {{max_attempts, base_delay, max_delay}}, found {value}"
             ));
         };
         let mut p = self;

@@ -233,3 +233,43 @@ async fn backoff_is_bounded_and_on_tokios_clock() {
         assert!(*d <= 1000 << i, "retry {i} waited {d}ms");
     }
 }
+
+/// `max_concurrency: auto` is sized by the calls the provider allows in
+/// flight: with a cap of 3, no more than 3 items start before one ends
+/// (the others do not even start to wait inside the limiter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_map_is_sized_by_the_provider_calls_in_flight() {
+    let fake = Fake::start();
+    fake.always("gpt-4o-mini", Fault::Hang(Duration::from_millis(80)));
+    let mut s = settings(&fake);
+    s.max_concurrency = 3;
+    let yaml = r#"
+name: auto
+nodes:
+  - id: m
+    type: map
+    over: "{{ range(9) | list }}"
+    task:
+      type: language_task
+      model: {provider: openai, model: gpt-4o-mini}
+      prompt: "item {{ item }}"
+"#;
+    let ran = super::run(providers_with(&s), yaml, json!({})).await;
+    assert!(ran.outcome.success(), "{:?}", ran.outcome.error);
+    let starts: Vec<Duration> = ran
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            composer::engine::events::EventKind::MapItem { started, .. } => Some(*started),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 9);
+    let first = starts.iter().min().copied().unwrap_or_default();
+    let early = starts
+        .iter()
+        .filter(|s| s.saturating_sub(first) < Duration::from_millis(40))
+        .count();
+    assert_eq!(early, 3, "items started together: {starts:?}");
+    assert!(fake.max_in_flight() <= 3);
+}
