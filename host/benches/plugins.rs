@@ -93,7 +93,15 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    let mut open = rt.block_on(plugins.open(&loaded, &limits)).unwrap();
+    let mut open = rt
+        .block_on(plugins.open(
+            &loaded,
+            &PluginLimits {
+                fuel: u64::MAX / 2,
+                ..limits.clone()
+            },
+        ))
+        .unwrap();
     g.bench_function("reused instance", |b| {
         b.iter(|| {
             rt.block_on(open.call("count_calls", "{}"))

@@ -171,6 +171,15 @@ fn parse_status_field(text: &str, name: &str) -> Option<u64> {
     value.checked_mul(scale)
 }
 
+/// Memory the system can still give out (`MemAvailable`), in bytes; None
+/// off Linux.
+pub fn read_available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,13 +223,4 @@ mod tests {
         assert!(got.peak_rss.is_some());
         assert!(read_peak_rss().is_some());
     }
-}
-
-/// Memory the system can still give out (`MemAvailable`), in bytes; None
-/// off Linux.
-pub fn read_available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
