@@ -1,8 +1,8 @@
 //! Anthropic's messages API (`/messages`, `x-api-key`, the
 //! `anthropic-version` header, and the required `max_tokens`).
 
-use super::http::{self, Connection};
-use super::policy::{estimate_tokens, Answer};
+use super::http::{self, Auth, Connection};
+use super::policy::estimate_tokens;
 use super::*;
 use serde_json::{json, Value};
 
@@ -75,42 +75,19 @@ impl LanguageProvider for Anthropic {
     async fn complete(&self, request: &LanguageRequest) -> Result<LanguageResponse, ProviderError> {
         let c = &self.conn;
         let body = messages_body(request);
-        let url = c.url(&request.model, "/messages");
         let estimate = estimate_tokens(
             &request.prompt,
             body.get("max_tokens").and_then(Value::as_u64),
         );
-        let ((text, usage), stats) = c
-            .policy
-            .execute(
-                &request.model.model,
-                estimate,
-                request.retry.as_ref(),
-                request.observer.as_ref(),
-                || async {
-                    let mut r = c
-                        .client
-                        .post(&url)
-                        .timeout(c.timeout(&request.model))
-                        .header("anthropic-version", VERSION)
-                        .json(&body);
-                    if let Some(key) = c.key()? {
-                        r = r.header("x-api-key", key);
-                    }
-                    let reply: Value = http::send(&c.name, r).await?.json(&c.name)?;
-                    let (text, usage) = parse_messages(&c.name, &reply)?;
-                    Ok(Answer {
-                        value: (text, usage.clone()),
-                        usage,
-                    })
-                },
-            )
-            .await?;
-        Ok(LanguageResponse {
-            text,
-            usage,
-            mock: false,
-            stats,
-        })
+        c.complete_json(
+            request,
+            &c.url(&request.model, "/messages"),
+            &body,
+            estimate,
+            Auth::Header("x-api-key"),
+            &[("anthropic-version", VERSION)],
+            parse_messages,
+        )
+        .await
     }
 }

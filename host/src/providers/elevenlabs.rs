@@ -2,7 +2,7 @@
 //! with the node's `stability`, `similarity_boost`, `style` and
 //! `use_speaker_boost` as voice settings.
 
-use super::http::{self, Connection};
+use super::http::{self, Auth, Connection};
 use super::openai::{audio_extension, write_audio};
 use super::policy::Answer;
 use super::*;
@@ -73,15 +73,13 @@ impl SpeechProvider for ElevenLabs {
                 request.retry.as_ref(),
                 request.observer.as_ref(),
                 || async {
-                    let mut r = c
+                    let r = c
                         .client
                         .post(&url)
                         .query(&[("output_format", format.as_str())])
                         .timeout(c.timeout(&request.model))
                         .json(&body);
-                    if let Some(key) = c.key()? {
-                        r = r.header("xi-api-key", key);
-                    }
+                    let r = c.authorize(r, Auth::Header("xi-api-key"))?;
                     let reply = http::send(&c.name, r).await?;
                     let ext = if format.starts_with("pcm") {
                         "pcm"

@@ -1,8 +1,8 @@
 //! Google's Gemini API (`/models/{model}:generateContent`, key in the
 //! `x-goog-api-key` header).
 
-use super::http::{self, Connection};
-use super::policy::{estimate_tokens, Answer};
+use super::http::{self, Auth, Connection};
+use super::policy::estimate_tokens;
 use super::*;
 use serde_json::{json, Value};
 
@@ -86,47 +86,23 @@ pub fn parse_generate(
 impl LanguageProvider for Google {
     async fn complete(&self, request: &LanguageRequest) -> Result<LanguageResponse, ProviderError> {
         let c = &self.conn;
-        let body = generate_body(request);
-        let url = c.url(
-            &request.model,
-            &format!("/models/{}:generateContent", request.model.model),
-        );
         let max_tokens = request
             .model
             .params
             .get("max_tokens")
             .and_then(Value::as_u64);
-        let estimate = estimate_tokens(&request.prompt, max_tokens);
-        let ((text, usage), stats) = c
-            .policy
-            .execute(
-                &request.model.model,
-                estimate,
-                request.retry.as_ref(),
-                request.observer.as_ref(),
-                || async {
-                    let mut r = c
-                        .client
-                        .post(&url)
-                        .timeout(c.timeout(&request.model))
-                        .json(&body);
-                    if let Some(key) = c.key()? {
-                        r = r.header("x-goog-api-key", key);
-                    }
-                    let reply: Value = http::send(&c.name, r).await?.json(&c.name)?;
-                    let (text, usage) = parse_generate(&c.name, &reply)?;
-                    Ok(Answer {
-                        value: (text, usage.clone()),
-                        usage,
-                    })
-                },
-            )
-            .await?;
-        Ok(LanguageResponse {
-            text,
-            usage,
-            mock: false,
-            stats,
-        })
+        c.complete_json(
+            request,
+            &c.url(
+                &request.model,
+                &format!("/models/{}:generateContent", request.model.model),
+            ),
+            &generate_body(request),
+            estimate_tokens(&request.prompt, max_tokens),
+            Auth::Header("x-goog-api-key"),
+            &[],
+            parse_generate,
+        )
+        .await
     }
 }

@@ -230,6 +230,83 @@ impl Connection {
     }
 }
 
+/// Reads a language reply: its text and usage.
+pub type ParseReply =
+    fn(&str, &serde_json::Value) -> Result<(String, Option<super::Usage>), ProviderError>;
+
+/// How a protocol sends its API key.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// The key alone in this header.
+    Header(&'static str),
+}
+
+impl Connection {
+    /// The request with the key attached (none when the provider needs none).
+    pub fn authorize(
+        &self,
+        r: reqwest::RequestBuilder,
+        auth: Auth,
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        Ok(match (self.key()?, auth) {
+            (None, _) => r,
+            (Some(key), Auth::Bearer) => r.bearer_auth(key),
+            (Some(key), Auth::Header(name)) => r.header(name, key),
+        })
+    }
+
+    /// What every language protocol does: POST `body` as JSON to `url`
+    /// under the call policy (limits, retries), and read the text and usage
+    /// of the reply with `parse`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn complete_json(
+        &self,
+        request: &super::LanguageRequest,
+        url: &str,
+        body: &serde_json::Value,
+        estimate: u64,
+        auth: Auth,
+        headers: &[(&str, &str)],
+        parse: ParseReply,
+    ) -> Result<super::LanguageResponse, ProviderError> {
+        let ((text, usage), stats) = self
+            .policy
+            .execute(
+                &request.model.model,
+                estimate,
+                request.retry.as_ref(),
+                request.observer.as_ref(),
+                || async {
+                    let mut r = self
+                        .client
+                        .post(url)
+                        .timeout(self.timeout(&request.model))
+                        .json(body);
+                    for (name, value) in headers {
+                        r = r.header(*name, *value);
+                    }
+                    let reply: serde_json::Value = send(&self.name, self.authorize(r, auth)?)
+                        .await?
+                        .json(&self.name)?;
+                    let (text, usage) = parse(&self.name, &reply)?;
+                    Ok(super::policy::Answer {
+                        value: (text, usage.clone()),
+                        usage,
+                    })
+                },
+            )
+            .await?;
+        Ok(super::LanguageResponse {
+            text,
+            usage,
+            mock: false,
+            stats,
+        })
+    }
+}
+
 /// The standard sampling parameters of a model mapping, and its `params:`
 /// mapping passed through as-is (it wins).
 pub fn sampling(

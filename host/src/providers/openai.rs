@@ -3,7 +3,7 @@
 //! (`/audio/transcriptions`, multipart). OpenRouter, Groq, Ollama, vLLM and
 //! LM Studio speak it too (presets in `settings`).
 
-use super::http::{self, Connection};
+use super::http::{self, Auth, Connection};
 use super::policy::{estimate_tokens, Answer};
 use super::*;
 use serde_json::{json, Value};
@@ -15,16 +15,6 @@ pub struct OpenAi {
 impl OpenAi {
     pub fn new(conn: Connection) -> OpenAi {
         OpenAi { conn }
-    }
-
-    fn authorized(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::RequestBuilder, ProviderError> {
-        Ok(match self.conn.key()? {
-            Some(key) => request.bearer_auth(key),
-            None => request,
-        })
     }
 }
 
@@ -77,43 +67,21 @@ pub fn parse_chat(provider: &str, reply: &Value) -> Result<(String, Option<Usage
 impl LanguageProvider for OpenAi {
     async fn complete(&self, request: &LanguageRequest) -> Result<LanguageResponse, ProviderError> {
         let c = &self.conn;
-        let body = chat_body(request);
-        let url = c.url(&request.model, "/chat/completions");
         let max_tokens = request
             .model
             .params
             .get("max_tokens")
             .and_then(Value::as_u64);
-        let estimate = estimate_tokens(&request.prompt, max_tokens);
-        let ((text, usage), stats) = c
-            .policy
-            .execute(
-                &request.model.model,
-                estimate,
-                request.retry.as_ref(),
-                request.observer.as_ref(),
-                || async {
-                    let http_request = self.authorized(
-                        c.client
-                            .post(&url)
-                            .timeout(c.timeout(&request.model))
-                            .json(&body),
-                    )?;
-                    let reply: Value = http::send(&c.name, http_request).await?.json(&c.name)?;
-                    let (text, usage) = parse_chat(&c.name, &reply)?;
-                    Ok(Answer {
-                        value: (text, usage.clone()),
-                        usage,
-                    })
-                },
-            )
-            .await?;
-        Ok(LanguageResponse {
-            text,
-            usage,
-            mock: false,
-            stats,
-        })
+        c.complete_json(
+            request,
+            &c.url(&request.model, "/chat/completions"),
+            &chat_body(request),
+            estimate_tokens(&request.prompt, max_tokens),
+            Auth::Bearer,
+            &[],
+            parse_chat,
+        )
+        .await
     }
 }
 
@@ -184,11 +152,12 @@ impl SpeechProvider for OpenAi {
                 request.retry.as_ref(),
                 request.observer.as_ref(),
                 || async {
-                    let http_request = self.authorized(
+                    let http_request = c.authorize(
                         c.client
                             .post(&url)
                             .timeout(c.timeout(&request.model))
                             .json(&body),
+                        Auth::Bearer,
                     )?;
                     let reply = http::send(&c.name, http_request).await?;
                     let ext = audio_extension(format.as_deref(), &reply.content_type);
@@ -243,11 +212,12 @@ impl TranscriptionProvider for OpenAi {
                     if let Some(format) = &request.response_format {
                         form = form.text("response_format", format.clone());
                     }
-                    let http_request = self.authorized(
+                    let http_request = c.authorize(
                         c.client
                             .post(&url)
                             .timeout(c.timeout(&request.model))
                             .multipart(form),
+                        Auth::Bearer,
                     )?;
                     let reply = http::send(&c.name, http_request).await?;
                     // `json` and `verbose_json` answer {"text": ...}; `text`,
