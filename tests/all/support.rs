@@ -88,3 +88,12 @@ where
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A recipe given inline that must load; panics with every diagnostic
+/// otherwise. Relative paths in it start at `base_dir`.
+pub fn load_yaml(yaml: &str, base_dir: &Path) -> std::sync::Arc<composer::recipe::Recipe> {
+    match composer::recipe::load_str(yaml, composer::recipe::document::Format::Yaml, base_dir) {
+        Ok(loaded) => loaded.recipe,
+        Err(failure) => panic!("test recipe does not load:\n{failure}\n---\n{yaml}"),
+    }
+}

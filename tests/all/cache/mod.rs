@@ -45,7 +45,6 @@ use composer::plugins::{CallContext, CallError, Function, FunctionInfo, Scope};
 use composer::providers::keys::Keys;
 use composer::providers::settings::{Endpoint, Protocol, ProviderSettings, RetrySettings};
 use composer::providers::{CallStats, Providers};
-use composer::recipe::document::Format;
 use composer::recipe::model::Recipe;
 use composer::store::{Database, RunStore};
 use serde_json::{json, Map, Value};
@@ -359,19 +358,7 @@ pub fn count(calls: &AtomicUsize) -> usize {
 
 /// Loads an inline YAML recipe (relative paths from `fixtures()`).
 pub fn load(yaml: &str) -> Arc<Recipe> {
-    match composer::recipe::load_str(yaml, Format::Yaml, &fixtures()) {
-        Ok(loaded) => {
-            let errors: Vec<String> = loaded
-                .warnings
-                .iter()
-                .filter(|d| d.is_error())
-                .map(ToString::to_string)
-                .collect();
-            assert!(errors.is_empty(), "recipe has errors: {errors:?}");
-            loaded.recipe
-        }
-        Err(failure) => panic!("test recipe does not load:\n{failure}\n---\n{yaml}"),
-    }
+    crate::support::load_yaml(yaml, &fixtures())
 }
 
 /// One run to make: services, recipe, inputs, cache mode.

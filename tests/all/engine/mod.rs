@@ -22,7 +22,6 @@ use composer::engine::events::{CollectEvents, Event, EventKind};
 use composer::engine::run::Services;
 use composer::engine::runner::{run_recipe, NotStarted, RunOutcome, RunRequest};
 use composer::plugins::{CallContext, CallError, Function, FunctionInfo, Scope};
-use composer::recipe::document::Format;
 use composer::recipe::model::{ModelSpec, Recipe};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -50,19 +49,7 @@ pub fn temp_dir() -> tempfile::TempDir {
 
 /// Loads an inline YAML recipe (relative paths start at `fixtures()`).
 pub fn load(yaml: &str) -> Arc<Recipe> {
-    match composer::recipe::load_str(yaml, Format::Yaml, &fixtures()) {
-        Ok(loaded) => {
-            let errors: Vec<String> = loaded
-                .warnings
-                .iter()
-                .filter(|d| d.is_error())
-                .map(ToString::to_string)
-                .collect();
-            assert!(errors.is_empty(), "recipe has errors: {errors:?}");
-            loaded.recipe
-        }
-        Err(failure) => panic!("test recipe does not load:\n{failure}\n---\n{yaml}"),
-    }
+    crate::support::load_yaml(yaml, &fixtures())
 }
 
 /// A native test function: `f` gets the node's input object.

@@ -29,7 +29,6 @@ use composer::engine::runner::{run_recipe, NotStarted, RunOutcome, RunRequest};
 use composer::providers::keys::Keys;
 use composer::providers::settings::{presets, ProviderSettings, RetrySettings};
 use composer::providers::{CallNote, CallStats, Providers};
-use composer::recipe::document::Format;
 use composer::recipe::model::Recipe;
 use fake::Fake;
 use serde_json::{Map, Value};
@@ -98,19 +97,7 @@ pub fn providers(fake: &Fake) -> Providers {
 
 /// Loads an inline YAML recipe (relative paths start at `dir`).
 pub fn load(yaml: &str, dir: &Path) -> Arc<Recipe> {
-    match composer::recipe::load_str(yaml, Format::Yaml, dir) {
-        Ok(loaded) => {
-            let errors: Vec<String> = loaded
-                .warnings
-                .iter()
-                .filter(|d| d.is_error())
-                .map(ToString::to_string)
-                .collect();
-            assert!(errors.is_empty(), "recipe has errors: {errors:?}");
-            loaded.recipe
-        }
-        Err(failure) => panic!("test recipe does not load:\n{failure}\n---\n{yaml}"),
-    }
+    crate::support::load_yaml(yaml, dir)
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
