@@ -12,6 +12,9 @@ pub struct Settings {
     pub plugins: crate::plugins::catalog::PluginSettings,
     pub providers: crate::providers::settings::ProviderSettings,
     pub cache: crate::cache::CacheSettings,
+    pub server: crate::server::config::ServerSettings,
+    pub storage: crate::server::config::StorageSettings,
+    pub tenants: Vec<crate::server::config::TenantSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

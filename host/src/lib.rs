@@ -10,8 +10,10 @@
 //! - `store`: the SQLite database: cache entries and the run store.
 //! - `metrics`: run metrics, Chrome traces and reports over runs, from events.
 //! - `config`: `composer.toml` settings.
+//! - `app`: `Composer`, the one entry point the CLI, server and worker call.
 //! - `cli`: the `composer` command's subcommands.
 
+pub mod app;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -21,6 +23,7 @@ pub mod nodes;
 pub mod plugins;
 pub mod providers;
 pub mod recipe;
+pub mod server;
 pub mod store;
 pub mod template;
 

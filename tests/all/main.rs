@@ -46,3 +46,7 @@ mod metrics;
 /// provider, keys, modes, TTLs, single flight, functions, audio, broken
 /// databases, `composer cache|runs` and a killed run.
 mod cache;
+
+/// Durable runs (SIGKILL then resume, hitl across processes), error kinds,
+/// and `composer serve` as a real process on 127.0.0.1.
+mod hosting;

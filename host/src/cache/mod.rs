@@ -5,6 +5,7 @@
 //! are made once (single flight). Audio is kept by content hash in a blob
 //! folder beside the database and copied into each run that reuses it.
 
+pub mod backend;
 pub mod key;
 
 use crate::store::Database;
@@ -138,6 +139,8 @@ pub struct ResultCache {
     db: Option<Arc<Database>>,
     blobs: Option<PathBuf>,
     default_ttl: Option<Duration>,
+    /// Where results live behind the memory layer (None: memory only).
+    backend: Option<Arc<dyn backend::CacheBackend>>,
     clock: Arc<dyn Clock>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -167,6 +170,9 @@ impl ResultCache {
                     u32::try_from(size).unwrap_or(u32::MAX)
                 })
                 .build(),
+            backend: db.clone().map(|d| {
+                Arc::new(backend::SqliteBackend::new(d)) as Arc<dyn backend::CacheBackend>
+            }),
             db,
             blobs,
             default_ttl,
@@ -191,7 +197,11 @@ impl ResultCache {
 
     /// The first store failure seen (the cache then works from memory).
     pub fn failure(&self) -> Option<String> {
-        self.failure.lock().ok().and_then(|f| f.clone())
+        self.failure
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .or_else(|| self.backend.as_ref().and_then(|b| b.failure()))
     }
 
     fn note_failure(&self, e: String) {
@@ -204,21 +214,15 @@ impl ResultCache {
         e.expires_at.is_some_and(|t| t <= self.clock.now())
     }
 
-    fn db_get(&self, key: &str) -> Option<Entry> {
-        let db = self.db.as_ref()?;
-        let row: Option<(String, Option<i64>)> = db
-            .with(|c| {
-                let mut stmt =
-                    c.prepare_cached("SELECT value, expires_at FROM cache WHERE key = ?1")?;
-                let mut rows = stmt.query([key])?;
-                match rows.next()? {
-                    Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
-                    None => Ok(None),
-                }
-            })
-            .ok()
-            .flatten();
-        let (text, expires_at) = row?;
+    async fn db_get(&self, key: &str) -> Option<Entry> {
+        let backend = self.backend.as_ref()?;
+        let (text, expires_at) = match backend.get(key).await {
+            Ok(row) => row?,
+            Err(e) => {
+                self.note_failure(e.to_string());
+                return None;
+            }
+        };
         let entry = Entry {
             value: serde_json::from_str(&text).ok()?,
             expires_at: expires_at.and_then(|t| u64::try_from(t).ok()),
@@ -227,24 +231,21 @@ impl ResultCache {
     }
 
     fn db_put(&self, key: &str, kind: &str, e: &Entry) {
-        if let Some(db) = &self.db {
-            let text = e.value.to_string();
-            let written = db.with(|c| {
-                c.execute(
-                    "INSERT OR REPLACE INTO cache (key, kind, value, created_at, expires_at, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    rusqlite::params![
-                        key,
-                        kind,
-                        text,
-                        self.clock.now() as i64,
-                        e.expires_at.map(|t| t as i64),
-                        text.len() as i64
-                    ],
-                )
+        if let Some(backend) = &self.backend {
+            backend.put(backend::CacheRow {
+                key: key.to_string(),
+                kind: kind.to_string(),
+                value: e.value.to_string(),
+                created_at: self.clock.now() as i64,
+                expires_at: e.expires_at.map(|t| t as i64),
             });
-            if let Err(e) = written {
-                self.note_failure(e);
-            }
+        }
+    }
+
+    /// Waits until every result so far is in the store.
+    pub async fn flush(&self) {
+        if let Some(backend) = &self.backend {
+            backend.flush().await;
         }
     }
 
@@ -291,7 +292,7 @@ impl ResultCache {
         let entry = self
             .memory
             .try_get_with(key.to_string(), async move {
-                if let Some(e) = self.db_get(key) {
+                if let Some(e) = self.db_get(key).await {
                     return Ok(Arc::new(e));
                 }
                 ran.store(true, Ordering::Relaxed);
@@ -356,6 +357,9 @@ impl ResultCache {
 
     /// Entries, bytes and expired entries by kind, from the store.
     pub fn stats(&self) -> Result<Vec<(String, u64, u64, u64)>, String> {
+        if let Some(b) = &self.backend {
+            b.flush_now();
+        }
         let Some(db) = &self.db else {
             return Ok(Vec::new());
         };
@@ -370,13 +374,17 @@ impl ResultCache {
             })?;
             rows.collect()
         })
+        .map_err(|e| e.to_string())
     }
 
     /// Removes every entry (and blob). Returns how many entries went.
     pub async fn clear(&self) -> Result<u64, String> {
+        self.flush().await;
         self.memory.invalidate_all();
         let n = match &self.db {
-            Some(db) => db.with(|c| c.execute("DELETE FROM cache", []))? as u64,
+            Some(db) => db
+                .with(|c| c.execute("DELETE FROM cache", []))
+                .map_err(|e| e.to_string())? as u64,
             None => 0,
         };
         if let Some(dir) = &self.blobs {
@@ -388,23 +396,30 @@ impl ResultCache {
     /// Removes expired entries and blobs no entry names. Returns how many
     /// entries went.
     pub fn prune(&self) -> Result<u64, String> {
+        if let Some(b) = &self.backend {
+            b.flush_now();
+        }
         let Some(db) = &self.db else {
             return Ok(0);
         };
         let now = self.clock.now() as i64;
-        let n = db.with(|c| {
-            c.execute(
-                "DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-                [now],
-            )
-        })? as u64;
+        let n = db
+            .with(|c| {
+                c.execute(
+                    "DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                    [now],
+                )
+            })
+            .map_err(|e| e.to_string())? as u64;
         if let Some(dir) = &self.blobs {
-            let used: Vec<String> = db.with(|c| {
-                let mut stmt =
-                    c.prepare("SELECT value FROM cache WHERE value LIKE '%\"blob\"%'")?;
-                let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-                rows.collect()
-            })?;
+            let used: Vec<String> = db
+                .with(|c| {
+                    let mut stmt =
+                        c.prepare("SELECT value FROM cache WHERE value LIKE '%\"blob\"%'")?;
+                    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+                    rows.collect()
+                })
+                .map_err(|e| e.to_string())?;
             if let Ok(entries) = std::fs::read_dir(dir) {
                 for e in entries.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();

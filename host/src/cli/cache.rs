@@ -17,6 +17,7 @@ pub enum CacheCommand {
 
 pub fn run(command: CacheCommand, settings: &CacheSettings) -> ExitCode {
     let cache = match Database::open(&settings.path)
+        .map_err(|e| e.to_string())
         .and_then(|db| ResultCache::new(settings, Some(Arc::new(db))))
     {
         Ok(c) => c,

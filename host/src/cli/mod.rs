@@ -3,14 +3,15 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod cache;
-mod graph;
-mod inputs;
+pub mod graph;
+pub mod inputs;
 mod observe;
 mod plugin;
 mod progress;
 mod report;
 mod run;
 mod runs;
+mod serve;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = graph::GraphFormat::Mermaid)]
         format: graph::GraphFormat,
     },
+    /// Serve the multi-tenant HTTP API (and execute runs, unless
+    /// `--no-worker`).
+    Serve(serve::ServeArgs),
+    /// Execute queued runs; serve no API.
+    Worker {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Tenant keys.
+    #[command(subcommand)]
+    Tenant(serve::TenantCommand),
     /// Inspect or empty the result cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -86,6 +98,9 @@ pub fn main() -> ExitCode {
         Command::Graph { recipe, format } => graph::run(&recipe, format),
         Command::Inputs { recipe, json } => inputs::run(&recipe, json),
         Command::Report(args) => report::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Worker { config } => serve::worker(config),
+        Command::Tenant(command) => serve::tenant(command),
         Command::Cache(command) => match crate::config::discover(None) {
             Ok((settings, _)) => cache::run(command, &settings.cache),
             Err(e) => {
@@ -94,7 +109,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Runs(command) => match crate::config::discover(None) {
-            Ok((settings, _)) => runs::run(command, &settings.cache.path),
+            Ok((settings, _)) => runs::run(command, settings),
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)

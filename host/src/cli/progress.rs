@@ -58,6 +58,13 @@ impl EventSink for TerminalProgress {
                 running.insert(node, bar);
             }
             EventKind::MapItem { .. } => {}
+            EventKind::NodeWaiting { node, .. } => {
+                if let Some(bar) = running.remove(&node) {
+                    bar.finish_and_clear();
+                    self.bars.remove(&bar);
+                }
+                self.line(format!("… {node} waits for a human reply"));
+            }
             EventKind::MapProgress {
                 node,
                 done,
@@ -184,6 +191,7 @@ impl EventSink for LogLines {
             }
             EventKind::NodeCancelled { node } => format!("{node} cancelled"),
             EventKind::MapItem { .. } => return,
+            EventKind::NodeWaiting { node, .. } => format!("{node} waits for a human reply"),
             EventKind::MapProgress {
                 node,
                 done,
@@ -213,11 +221,9 @@ impl EventSink for LogLines {
                 level,
                 message,
             } => format!("{node} {level}: {message}"),
-            EventKind::RunFinished { success, duration } => format!(
-                "run {} in {:.3}s",
-                if success { "succeeded" } else { "failed" },
-                duration.as_secs_f64()
-            ),
+            EventKind::RunFinished {
+                duration, status, ..
+            } => format!("run {} in {:.3}s", status.as_str(), duration.as_secs_f64()),
         };
         let _ = writeln!(std::io::stderr().lock(), "[{at:8.3}s] {text}");
     }

@@ -64,13 +64,15 @@ pub fn run(args: ReportArgs) -> ExitCode {
 
 /// The finished runs in the run store that the filter keeps.
 fn load_records(db_path: &std::path::Path, filter: &Filter) -> Result<Vec<RunRecord>, String> {
-    let store =
-        crate::store::RunStore::new(std::sync::Arc::new(crate::store::Database::open(db_path)?));
-    let runs = store.list(&crate::store::RunFilter {
-        recipe: filter.recipe.clone(),
-        since: filter.since.map(|s| s as f64),
-        limit: None,
-    })?;
+    let db = crate::store::Database::open(db_path).map_err(|e| e.to_string())?;
+    let store = crate::store::SqliteStore::new(std::sync::Arc::new(db));
+    let runs = store
+        .list(&crate::store::RunFilter {
+            recipe: filter.recipe.clone(),
+            since: filter.since.map(|s| s as f64),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
     let mut records = Vec::new();
     for run in runs {
         // Runs still going (or killed) have no figures yet.
@@ -99,9 +101,13 @@ fn load_records(db_path: &std::path::Path, filter: &Filter) -> Result<Vec<RunRec
             recipe: run.recipe,
             started_at: run.started_at as u64,
             success: run.status == "succeeded",
-            wall_secs: finished - run.started_at,
+            wall_secs: finished - run.began_at.unwrap_or(run.started_at),
             metrics,
             errors,
+            failure_kind: run
+                .failure
+                .as_ref()
+                .map(|f| report::failure_kind(f).to_string()),
         });
     }
     Ok(records)

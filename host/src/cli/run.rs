@@ -1,17 +1,13 @@
 //! `composer run RECIPE`
 
 use super::progress::{LogLines, TerminalProgress};
-use crate::cache::{CacheMode, ResultCache};
+use crate::app::{Composer, RecipeSource, RunOptions};
+use crate::cache::CacheMode;
 use crate::engine::events::EventSink;
-use crate::engine::run::Services;
-use crate::engine::runner::{run_recipe, RunRequest};
+use crate::engine::runner::RunScope;
 use crate::nodes::{HumanInput, HumanRequest};
-use crate::plugins::catalog::{register_project_plugins, PluginHost};
-use crate::providers::keys::Keys;
-use crate::providers::Providers;
 use crate::recipe::document::{self, Format};
 use crate::recipe::model::ModelSpec;
-use crate::store::{Database, RunStore};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -112,57 +108,27 @@ pub fn run(args: RunArgs) -> ExitCode {
         .clone()
         .unwrap_or_else(|| settings.engine.output_dir.clone());
     let allow_extra_inputs = args.allow_extra_inputs || settings.engine.allow_extra_inputs;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
-    let mut services = Services::new(settings.engine);
-    // One SQLite file holds the cache and the run store; if it cannot be
-    // used, the run goes on without them.
-    match Database::open(&settings.cache.path) {
-        Ok(db) => {
-            let db = Arc::new(db);
-            if settings.cache.enabled {
-                match ResultCache::new(&settings.cache, Some(db.clone())) {
-                    Ok(cache) => services.cache = Some(Arc::new(cache)),
-                    Err(e) => return usage_error(e),
-                }
-            }
-            services.store = Some(Arc::new(RunStore::new(db)));
-        }
-        Err(e) => eprintln!("warning: {e}; running without the result cache and the run store"),
+    let mut settings = settings;
+    if let Some(dir) = &args.profile_plugins {
+        settings.plugins.profile_dir = Some(dir.clone());
     }
     let recipe_dir = loaded.recipe.base_dir.clone();
-    let keys = Keys::load(&[Path::new("."), &recipe_dir]);
-    services.providers = match Providers::from_settings(&settings.providers, &keys) {
-        Ok(p) => p,
+    let app = match Composer::open(settings, &[Path::new("."), &recipe_dir]) {
+        Ok(app) => app,
         Err(e) => return usage_error(e),
     };
-    // Plugin folders are only looked at when the recipe calls a function.
+    for w in app.warnings() {
+        eprintln!("warning: {w}");
+    }
     if !loaded.recipe.functions().is_empty() {
-        let mut plugin_settings = settings.plugins;
-        if let Some(dir) = &args.profile_plugins {
-            plugin_settings.profile_dir = Some(dir.clone());
-        }
-        let host = PluginHost::new(plugin_settings);
-        for w in runtime.block_on(register_project_plugins(&host, &mut services.functions)) {
+        for w in &runtime.block_on(app.project_functions()).1 {
             eprintln!("warning: {w}");
         }
     }
-    if std::io::stdin().is_terminal() {
-        services.human = Some(Arc::new(TerminalHuman {
-            progress: progress.clone(),
-        }));
-    }
-    let request = RunRequest {
-        recipe: loaded.recipe,
-        inputs,
+    let options = RunOptions {
         model_override,
         out_root,
         replies,
@@ -175,29 +141,123 @@ pub fn run(args: RunArgs) -> ExitCode {
         } else {
             CacheMode::Use
         },
+        human: terminal_human(&progress),
+        local_functions: None,
     };
-    let cache = services.cache.clone();
-    let outcome = match runtime.block_on(run_recipe(Arc::new(services), request)) {
+    let source = match std::fs::canonicalize(&args.recipe) {
+        Ok(p) => RecipeSource::File(p),
+        Err(_) => RecipeSource::File(args.recipe.clone()),
+    };
+    let scope = RunScope {
+        source: source.to_json(),
+        ..Default::default()
+    };
+    let started = runtime.block_on(app.run(loaded.recipe, inputs, options, scope));
+    let outcome = match started {
         Ok(o) => o,
-        Err(not_started) => {
-            let text = not_started.0.to_string();
-            if text.contains('\n') {
-                eprintln!("error: the run cannot start:");
-                for line in text.lines() {
-                    eprintln!("  - {line}");
-                }
-                return ExitCode::from(2);
-            }
-            return usage_error(text);
-        }
+        Err(not_started) => return report_not_started(&not_started.0, args.json),
     };
-    let metrics = observer.after_run();
-    if let Some(failure) = cache.as_ref().and_then(|c| c.failure()) {
+    finish(&app, Some(&observer), &outcome, args.json)
+}
+
+/// The async runtime of one command.
+pub(super) fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// On a terminal, `hitl` nodes ask there.
+pub(super) fn terminal_human(
+    progress: &Option<Arc<TerminalProgress>>,
+) -> Option<Arc<dyn crate::nodes::HumanInput>> {
+    std::io::stdin().is_terminal().then(|| {
+        Arc::new(TerminalHuman {
+            progress: progress.clone(),
+        }) as Arc<dyn crate::nodes::HumanInput>
+    })
+}
+
+/// Exit code 2, each problem on its own line; with `--json`, the failure
+/// as JSON on stdout too.
+pub(super) fn report_not_started(e: &crate::engine::error::RunError, json: bool) -> ExitCode {
+    if json {
+        let failure = e.failure();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"outputs": {}, "status": "not_started", "error": failure})
+            )
+            .unwrap_or_default()
+        );
+    }
+    let problems: Vec<String> = match e {
+        crate::engine::error::RunError::Preflight(p)
+        | crate::engine::error::RunError::InvalidRecipe(p) => p.clone(),
+        crate::engine::error::RunError::Inputs(p) => p.iter().map(ToString::to_string).collect(),
+        other => vec![other.to_string()],
+    };
+    if problems.len() > 1 {
+        eprintln!("error: the run cannot start:");
+        for line in problems {
+            eprintln!("  - {line}");
+        }
+    } else {
+        eprintln!("error: {}", problems.join(""));
+    }
+    ExitCode::from(2)
+}
+
+/// Prints a run's outcome. Exit code 0 when it succeeded, 1 when it
+/// failed or was cancelled, 3 when it waits for a human reply.
+pub(super) fn finish(
+    app: &Composer,
+    observer: Option<&super::observe::Observer>,
+    outcome: &crate::engine::runner::RunOutcome,
+    json: bool,
+) -> ExitCode {
+    let metrics = observer.and_then(|o| o.after_run());
+    if let Some(failure) = app.cache().and_then(|c| c.failure()) {
         eprintln!("warning: the result cache could not use its database ({failure}); results were kept in memory only");
     }
+    if let Some(crate::engine::error::RunError::Waiting { nodes }) = &outcome.error {
+        if json {
+            let value = serde_json::json!({"outputs": {}, "status": "waiting", "waiting": nodes, "run_id": outcome.run_id});
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+        eprintln!(
+            "run {} waits for a human reply to {}; answer with `composer runs reply {} NODE '{{...}}'` (or run again with `--reply NODE=JSON`)",
+            outcome.run_id,
+            nodes.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+            outcome.run_id,
+        );
+        return ExitCode::from(3);
+    }
     if let Some(e) = &outcome.error {
-        if let (true, Some(m)) = (args.json, &metrics) {
-            let value = super::observe::Observer::json_output(Some(m), &outcome.outputs);
+        if json {
+            let mut value =
+                super::observe::Observer::json_output(metrics.as_ref(), &outcome.outputs);
+            if let serde_json::Value::Object(m) = &mut value {
+                if !m.contains_key("outputs") {
+                    let outputs = std::mem::take(m);
+                    m.insert("outputs".into(), serde_json::Value::Object(outputs));
+                }
+                m.insert("status".into(), serde_json::json!(outcome.status.as_str()));
+                m.insert(
+                    "error".into(),
+                    serde_json::to_value(e.failure()).unwrap_or_default(),
+                );
+            }
             println!(
                 "{}",
                 serde_json::to_string_pretty(&value).unwrap_or_default()
@@ -205,13 +265,18 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
         eprintln!("error: {e}");
         eprintln!(
-            "run {} failed after {:.2}s",
+            "run {} {} after {:.2}s",
             outcome.run_id,
+            if outcome.status == crate::engine::events::RunStatus::Cancelled {
+                "was cancelled"
+            } else {
+                "failed"
+            },
             outcome.duration.as_secs_f64()
         );
         return ExitCode::FAILURE;
     }
-    if args.json {
+    if json {
         let value = super::observe::Observer::json_output(metrics.as_ref(), &outcome.outputs);
         match serde_json::to_string_pretty(&value) {
             Ok(text) => println!("{text}"),
@@ -273,12 +338,14 @@ fn collect_inputs(args: &RunArgs) -> Result<serde_json::Map<String, serde_json::
     Ok(inputs)
 }
 
-fn read_value(file: &Path) -> Result<serde_json::Value, String> {
+pub(super) fn read_value(file: &Path) -> Result<serde_json::Value, String> {
     let doc = crate::recipe::load::read_document(file).map_err(|d| d.to_string())?;
     Ok(doc.value)
 }
 
-fn parse_replies(entries: &[String]) -> Result<HashMap<String, serde_json::Value>, String> {
+pub(super) fn parse_replies(
+    entries: &[String],
+) -> Result<HashMap<String, serde_json::Value>, String> {
     let mut replies = HashMap::new();
     for entry in entries {
         let Some((node, reply)) = entry.split_once('=') else {
@@ -297,7 +364,7 @@ fn parse_replies(entries: &[String]) -> Result<HashMap<String, serde_json::Value
     Ok(replies)
 }
 
-fn parse_model(text: &str) -> Result<ModelSpec, String> {
+pub(super) fn parse_model(text: &str) -> Result<ModelSpec, String> {
     match text.split_once('/') {
         Some((provider, model)) if !provider.is_empty() && !model.is_empty() => Ok(ModelSpec {
             provider: provider.to_string(),

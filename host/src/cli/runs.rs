@@ -1,6 +1,6 @@
 //! `composer runs list|show`
 
-use crate::store::{Database, RunFilter, RunStore};
+use crate::store::{Database, RunFilter, SqliteStore};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +22,34 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Continue a run whose process died, or that waits for a human: only
+    /// nodes that had not finished run again.
+    Resume(ResumeArgs),
+    /// Store a human reply for a waiting run's `hitl` node, then continue
+    /// it (`--no-resume`: only store the reply).
+    Reply {
+        run_id: String,
+        node: String,
+        /// The reply: a JSON object, or `@file.json`.
+        reply: String,
+        #[arg(long)]
+        no_resume: bool,
+        /// Print only the final outputs, as one JSON object, on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct ResumeArgs {
+    /// The run to continue.
+    pub run_id: String,
+    /// A human reply for a hitl node: `NODE=JSON` or `NODE=@reply.json`.
+    #[arg(long, value_name = "NODE=JSON")]
+    pub reply: Vec<String>,
+    /// Print only the final outputs, as one JSON object, on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn time(unix: f64) -> String {
@@ -36,9 +64,29 @@ fn time(unix: f64) -> String {
     )
 }
 
-pub fn run(command: RunsCommand, db_path: &Path) -> ExitCode {
+pub fn run(command: RunsCommand, settings: crate::config::Settings) -> ExitCode {
+    let db_path = settings.cache.path.clone();
+    let db_path = db_path.as_path();
+    let command = match command {
+        RunsCommand::Resume(args) => return resume(settings, args, None),
+        RunsCommand::Reply {
+            run_id,
+            node,
+            reply,
+            no_resume,
+            json,
+        } => {
+            let resume = ResumeArgs {
+                run_id,
+                reply: Vec::new(),
+                json,
+            };
+            return resume_with_reply(settings, resume, node, reply, no_resume);
+        }
+        other => other,
+    };
     let store = match Database::open(db_path) {
-        Ok(db) => RunStore::new(Arc::new(db)),
+        Ok(db) => SqliteStore::new(Arc::new(db)),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
@@ -52,8 +100,8 @@ pub fn run(command: RunsCommand, db_path: &Path) -> ExitCode {
         } => {
             let filter = RunFilter {
                 recipe,
-                since: None,
                 limit: Some(limit),
+                ..Default::default()
             };
             match store.list(&filter) {
                 Ok(runs) if json => {
@@ -130,5 +178,90 @@ pub fn run(command: RunsCommand, db_path: &Path) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        RunsCommand::Resume(_) | RunsCommand::Reply { .. } => ExitCode::from(2),
+    }
+}
+
+fn resume_with_reply(
+    settings: crate::config::Settings,
+    args: ResumeArgs,
+    node: String,
+    reply: String,
+    no_resume: bool,
+) -> ExitCode {
+    let value = match super::run::parse_replies(&[format!("{node}={reply}")]) {
+        Ok(mut r) => r.remove(node.trim()).unwrap_or_default(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !value.is_object() {
+        eprintln!("error: the reply for `{node}` must be a JSON object");
+        return ExitCode::from(2);
+    }
+    resume(settings, args, Some((node, value, no_resume)))
+}
+
+fn resume(
+    settings: crate::config::Settings,
+    args: ResumeArgs,
+    reply: Option<(String, serde_json::Value, bool)>,
+) -> ExitCode {
+    use super::progress::{LogLines, TerminalProgress};
+    use std::io::IsTerminal;
+    let Some(runtime) = super::run::runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let replies = match super::run::parse_replies(&args.reply) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let out_root = settings.engine.output_dir.clone();
+    let app = match crate::app::Composer::open(settings, &[Path::new(".")]) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some((node, value, no_resume)) = reply {
+        if let Err(e) = runtime.block_on(app.reply(&args.run_id, &node, &value)) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        if no_resume {
+            eprintln!(
+                "reply stored; continue with `composer runs resume {}`",
+                args.run_id
+            );
+            return ExitCode::SUCCESS;
+        }
+    }
+    let terminal = std::io::stderr().is_terminal();
+    let progress = terminal.then(|| Arc::new(TerminalProgress::new()));
+    let events: Arc<dyn crate::engine::events::EventSink> = match &progress {
+        Some(p) => p.clone(),
+        None => Arc::new(LogLines),
+    };
+    let options = crate::app::RunOptions {
+        model_override: None,
+        out_root,
+        replies,
+        events,
+        allow_extra_inputs: true,
+        cache_mode: crate::cache::CacheMode::Use,
+        human: super::run::terminal_human(&progress),
+        local_functions: None,
+    };
+    match runtime.block_on(app.resume(&args.run_id, options, Default::default())) {
+        Ok(outcome) => super::run::finish(&app, None, &outcome, args.json),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

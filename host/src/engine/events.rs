@@ -35,6 +35,8 @@ pub enum EventKind {
     NodeFailed {
         node: String,
         error: String,
+        /// What kind of failure (provider, plugin_limit, template, ...).
+        kind: super::error::ErrorKind,
         #[serde(with = "secs")]
         duration: Duration,
         /// `on_error: continue` kept the run going.
@@ -42,6 +44,13 @@ pub enum EventKind {
     },
     NodeCancelled {
         node: String,
+    },
+    /// A `hitl` node waits for a reply; the run will stop in `waiting`.
+    NodeWaiting {
+        node: String,
+        prompt: Option<String>,
+        shown: serde_json::Value,
+        required_fields: Vec<String>,
     },
     /// One map item ran (for traces: one span per item).
     MapItem {
@@ -85,11 +94,61 @@ pub enum EventKind {
         success: bool,
         #[serde(with = "secs")]
         duration: Duration,
+        /// `succeeded`, `failed`, `waiting`, `cancelled` or `queued`
+        /// (interrupted by a shutdown, to be continued).
+        status: RunStatus,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<super::error::Failure>,
     },
 }
 
+/// A run's status, as stored and served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        Some(match text {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "waiting" => RunStatus::Waiting,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// The run will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
 /// What plugin calls used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct PluginUsage {
     pub calls: u32,
     pub fuel: u64,
@@ -106,11 +165,84 @@ impl PluginUsage {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
+    /// 1, 2, 3, ... per run, in the order events were emitted; 0 for
+    /// events that are not stored or streamed (per-item map spans).
+    pub seq: u64,
+    pub run_id: Arc<str>,
     /// Time since the run started.
     #[serde(with = "secs")]
     pub at: Duration,
     #[serde(flatten)]
     pub kind: EventKind,
+}
+
+impl Event {
+    /// An event outside any run's sequence (tests, tools).
+    pub fn new(at: Duration, kind: EventKind) -> Event {
+        Event {
+            seq: 0,
+            run_id: Arc::from(""),
+            at,
+            kind,
+        }
+    }
+
+    /// Whether the event gets a sequence number, is stored and streamed.
+    /// Per-item spans of big maps would flood the store and the stream;
+    /// their node's progress events are enough there.
+    pub fn sequenced(kind: &EventKind) -> bool {
+        !matches!(kind, EventKind::MapItem { .. })
+    }
+}
+
+/// Numbers a run's events and hands them to its sink one at a time, so
+/// every consumer sees them in sequence order even when parallel nodes
+/// emit at once.
+pub struct Emitter {
+    run_id: Arc<str>,
+    started: std::time::Instant,
+    next: Mutex<u64>,
+    sink: Arc<dyn EventSink>,
+}
+
+impl Emitter {
+    /// `last_seq`: the last sequence number already used by this run (0 for
+    /// a new run; the stored maximum when a run is continued).
+    pub fn new(run_id: &str, last_seq: u64, sink: Arc<dyn EventSink>) -> Emitter {
+        Emitter {
+            run_id: Arc::from(run_id),
+            started: std::time::Instant::now(),
+            next: Mutex::new(last_seq + 1),
+            sink,
+        }
+    }
+
+    pub fn started(&self) -> std::time::Instant {
+        self.started
+    }
+
+    pub fn emit(&self, kind: EventKind) {
+        let at = self.started.elapsed();
+        if !Event::sequenced(&kind) {
+            self.sink.emit(Event {
+                seq: 0,
+                run_id: self.run_id.clone(),
+                at,
+                kind,
+            });
+            return;
+        }
+        // A poisoned lock only means a sink panicked: keep numbering.
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = *next;
+        *next += 1;
+        self.sink.emit(Event {
+            seq,
+            run_id: self.run_id.clone(),
+            at,
+            kind,
+        });
+    }
 }
 
 mod secs {

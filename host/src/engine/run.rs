@@ -18,7 +18,7 @@
 //! copy-on-write snapshot taken when it starts.
 
 use super::error::{NodeError, RunError};
-use super::events::{Event, EventKind, EventSink};
+use super::events::EventKind;
 use super::plan::{Endpoint, Plan};
 use super::state::{self, Values};
 use crate::config::EngineSettings;
@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// What a process offers every run: providers, functions, a way to ask a
 /// human, settings.
@@ -44,7 +45,7 @@ pub struct Services {
     /// The result cache (None: nothing is cached).
     pub cache: Option<Arc<crate::cache::ResultCache>>,
     /// Where runs are recorded (None: they are not).
-    pub store: Option<Arc<crate::store::RunStore>>,
+    pub store: Option<Arc<dyn crate::store::RunStore>>,
 }
 
 impl Services {
@@ -66,26 +67,35 @@ pub struct RunContext {
     pub run_id: String,
     /// The run's own output folder.
     pub out_dir: PathBuf,
-    pub events: Arc<dyn EventSink>,
+    /// Numbers events and hands them to the run's sinks in order.
+    pub emitter: super::events::Emitter,
     pub started: Instant,
     /// `--model`: replaces every node's model.
     pub model_override: Option<ModelSpec>,
-    /// Scripted human replies, by node id or path.
+    /// Human replies, by node id or path (scripted, or stored for a
+    /// waiting run).
     pub replies: HashMap<String, serde_json::Value>,
     /// Folders plugins may read: those holding the run's `file` inputs.
     pub read_grants: Vec<PathBuf>,
     /// Read and write the cache, only write it, or leave it alone.
     pub cache_mode: crate::cache::CacheMode,
-    /// Writes node outputs to the run store as nodes finish.
-    pub recorder: Option<Arc<crate::store::runs::RunRecorder>>,
+    /// Prefix of every cache key of this run: tenants never share entries.
+    pub cache_namespace: String,
+    /// Checkpoints and events of a recorded run (None: not durable).
+    pub journal: Option<super::durable::SharedJournal>,
+    /// Cancels the run: running nodes stop and are recorded as cancelled.
+    pub cancel: CancellationToken,
+    /// Shutting down: start no new node, let running ones finish.
+    pub drain: CancellationToken,
+    /// The tenant's token and cost budget.
+    pub budget: Option<Arc<dyn super::budget::Budget>>,
+    /// The tenant's caps over plugin limits.
+    pub plugin_caps: Option<crate::plugins::limits::LimitCaps>,
 }
 
 impl RunContext {
     pub fn emit(&self, kind: EventKind) {
-        self.events.emit(Event {
-            at: self.started.elapsed(),
-            kind,
-        });
+        self.emitter.emit(kind);
     }
 }
 
@@ -107,6 +117,8 @@ enum Status {
     Done,
     Skipped,
     Cancelled,
+    /// A `hitl` node without a reply: the run stops in `waiting`.
+    Waiting,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +132,10 @@ struct Scheduler {
     run: Arc<RunContext>,
     plan: Arc<Plan>,
     prefix: String,
+    /// Prefix of checkpoint keys (`parent#1/` inside a sub-recipe).
+    key_prefix: String,
+    /// Per node: how many times it has started (loop passes).
+    runs: Vec<u32>,
     producers: Arc<HashSet<String>>,
     state: Arc<Values>,
     status: Vec<Status>,
@@ -143,8 +159,9 @@ pub async fn execute(
     plan: Arc<Plan>,
     inputs: serde_json::Map<String, serde_json::Value>,
     prefix: String,
+    key_prefix: String,
 ) -> Result<Finished, RunError> {
-    let mut s = Scheduler::new(run, plan, inputs, prefix);
+    let mut s = Scheduler::new(run, plan, inputs, prefix, key_prefix);
     let mut running: JoinSet<(usize, Result<NodeOutput, NodeError>)> = JoinSet::new();
     let mut task_nodes: HashMap<tokio::task::Id, usize> = HashMap::new();
     let max_parallel = s.run.services.settings.max_parallel_nodes.max(1);
@@ -152,12 +169,24 @@ pub async fn execute(
     let result = async {
         s.begin()?;
         loop {
-            while running.len() < max_parallel {
+            while running.len() < max_parallel && !s.run.drain.is_cancelled() {
                 let Some(n) = s.ready.pop_front() else { break };
+                // A node an earlier attempt finished is restored, not run.
+                if let Some(out) = s.restore(n) {
+                    s.settle(n, Ok(out), true)?;
+                    continue;
+                }
                 let id = s.spawn(n, &mut running);
                 task_nodes.insert(id, n);
             }
-            let Some(joined) = running.join_next_with_id().await else {
+            if running.is_empty() && s.run.drain.is_cancelled() && !s.ready.is_empty() {
+                return Err(RunError::Interrupted);
+            }
+            let joined = tokio::select! {
+                joined = running.join_next_with_id() => joined,
+                () = s.run.cancel.cancelled() => return Err(RunError::Cancelled),
+            };
+            let Some(joined) = joined else {
                 break;
             };
             let (n, result) = match joined {
@@ -176,7 +205,7 @@ pub async fn execute(
                     )
                 }
             };
-            s.settle(n, result)?;
+            s.settle(n, result, false)?;
         }
         s.finish_run()
     }
@@ -184,8 +213,16 @@ pub async fn execute(
 
     if result.is_err() {
         running.abort_all();
+        // Interrupted by a shutdown: nodes left ready run when the run is
+        // continued; they were not cancelled.
+        let interrupted = matches!(result, Err(RunError::Interrupted));
         for n in 0..s.status.len() {
-            if matches!(s.status[n], Status::Running | Status::Ready) {
+            let left = match s.status[n] {
+                Status::Running => true,
+                Status::Ready => !interrupted,
+                _ => false,
+            };
+            if left {
                 s.status[n] = Status::Cancelled;
                 s.run.emit(EventKind::NodeCancelled { node: s.path(n) });
             }
@@ -201,6 +238,7 @@ impl Scheduler {
         plan: Arc<Plan>,
         inputs: serde_json::Map<String, serde_json::Value>,
         prefix: String,
+        key_prefix: String,
     ) -> Self {
         let mut values = Values::with_capacity(inputs.len() + plan.nodes.len());
         for (k, v) in &inputs {
@@ -217,6 +255,8 @@ impl Scheduler {
             ready: VecDeque::new(),
             to_decide: Vec::new(),
             started: vec![None; nodes],
+            runs: vec![0; nodes],
+            key_prefix,
             producers: Arc::new(producers),
             state: Arc::new(values),
             run,
@@ -229,6 +269,24 @@ impl Scheduler {
 
     fn path(&self, n: usize) -> String {
         format!("{}{}", self.prefix, self.plan.recipe.nodes[n].id)
+    }
+
+    /// The checkpoint key of node `n`'s current execution.
+    fn key(&self, n: usize) -> String {
+        format!(
+            "{}{}#{}",
+            self.key_prefix, self.plan.recipe.nodes[n].id, self.runs[n]
+        )
+    }
+
+    /// Counts a new execution of `n` and returns its stored result, if an
+    /// earlier attempt of this run finished it.
+    fn restore(&mut self, n: usize) -> Option<NodeOutput> {
+        self.runs[n] += 1;
+        let journal = self.run.journal.as_ref()?;
+        let stored = journal.restored(&self.key(n))?;
+        self.status[n] = Status::Running;
+        Some(stored.into_output())
     }
 
     fn begin(&mut self) -> Result<(), RunError> {
@@ -288,6 +346,7 @@ impl Scheduler {
             run: self.run.clone(),
             recipe: self.plan.recipe.clone(),
             path: self.path(n),
+            key: self.key(n),
             vars: state::context(&self.state),
             producers: self.producers.clone(),
             item_model: None,
@@ -319,34 +378,48 @@ impl Scheduler {
         Arc::make_mut(&mut self.state).insert(key.to_string(), value);
     }
 
-    fn settle(&mut self, n: usize, result: Result<NodeOutput, NodeError>) -> Result<(), RunError> {
+    /// Records node `n`'s result and settles its edges. `restored`: the
+    /// result comes from an earlier attempt (its events are already in
+    /// the run's history).
+    fn settle(
+        &mut self,
+        n: usize,
+        result: Result<NodeOutput, NodeError>,
+        restored: bool,
+    ) -> Result<(), RunError> {
         let duration = self.started[n].map(|s| s.elapsed()).unwrap_or_default();
         let node = &self.plan.recipe.nodes[n];
         let output = node.output.clone();
         match result {
             Ok(out) => {
-                if let Some(recorder) = &self.run.recorder {
-                    recorder.node_output(&self.path(n), state::to_json(&out.value));
-                }
                 self.write(&output, out.value);
                 for (key, value) in out.extra {
                     self.write(&key, value);
                 }
                 self.mock |= out.mock;
                 self.stats.add(&out.stats);
-                self.run.emit(EventKind::NodeFinished {
-                    node: self.path(n),
-                    duration,
-                    mock: out.mock,
-                    stats: out.stats,
-                    cached: out.cached,
-                    plugin: out.plugin,
-                });
+                if !restored {
+                    self.run.emit(EventKind::NodeFinished {
+                        node: self.path(n),
+                        duration,
+                        mock: out.mock,
+                        stats: out.stats,
+                        cached: out.cached,
+                        plugin: out.plugin,
+                    });
+                }
+            }
+            Err(NodeError::AwaitingReply) => {
+                // Not settled: the run stops in `waiting` once nothing else
+                // can run, and continues from here after the reply.
+                self.status[n] = Status::Waiting;
+                return Ok(());
             }
             Err(e) if node.settings.on_error == Some(OnError::Continue) => {
                 self.run.emit(EventKind::NodeFailed {
                     node: self.path(n),
                     error: e.to_string(),
+                    kind: e.kind(),
                     duration,
                     continued: true,
                 });
@@ -359,6 +432,7 @@ impl Scheduler {
                 self.run.emit(EventKind::NodeFailed {
                     node: self.path(n),
                     error: e.to_string(),
+                    kind: e.kind(),
                     duration,
                     continued: false,
                 });
@@ -453,7 +527,7 @@ impl Scheduler {
         if members.iter().any(|&m| {
             matches!(
                 self.status[m],
-                Status::Pending | Status::Ready | Status::Running
+                Status::Pending | Status::Ready | Status::Running | Status::Waiting
             )
         }) {
             return Ok(());
@@ -528,6 +602,13 @@ impl Scheduler {
     }
 
     fn finish_run(&mut self) -> Result<Finished, RunError> {
+        let waiting: Vec<String> = (0..self.status.len())
+            .filter(|&n| self.status[n] == Status::Waiting)
+            .map(|n| self.path(n))
+            .collect();
+        if !waiting.is_empty() {
+            return Err(RunError::Waiting { nodes: waiting });
+        }
         // Nothing is running and nothing is ready: any node still pending can
         // never run (its inputs were never settled); record it as skipped.
         for n in 0..self.status.len() {

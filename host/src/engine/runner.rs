@@ -1,16 +1,22 @@
-//! Starting a run: check inputs and the plan before anything runs, make the
-//! run's output folder, execute, and report the outcome.
+//! Starting a run: check inputs and the plan before anything runs, record
+//! the run, make its output folder, execute, and record the outcome. A run
+//! recorded in a store can be continued (`drive` with the checkpoints of
+//! its earlier attempts): only what had not finished runs again.
 
+use super::budget::Budget;
+use super::durable::{Journal, RunEnd};
 use super::error::RunError;
-use super::events::{EventKind, EventSink};
+use super::events::{EventKind, EventSink, RunStatus};
 use super::inputs;
 use super::plan::Plan;
 use super::run::{execute, preflight, RunContext, Services};
 use crate::recipe::model::{ModelSpec, Recipe};
+use crate::store::{Created, NewRun};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
 
 pub struct RunRequest {
     pub recipe: Arc<Recipe>,
@@ -26,11 +32,29 @@ pub struct RunRequest {
     pub cache_mode: crate::cache::CacheMode,
 }
 
+/// What differs per tenant (or per run) beyond the request itself.
+#[derive(Clone, Default)]
+pub struct RunScope {
+    /// Empty for the command line.
+    pub tenant: String,
+    /// Prefix of the run's cache keys.
+    pub cache_namespace: String,
+    pub budget: Option<Arc<dyn Budget>>,
+    /// How to find the recipe again to continue the run (stored with it).
+    pub source: serde_json::Value,
+    pub idempotency_key: Option<String>,
+    pub cancel: CancellationToken,
+    pub drain: CancellationToken,
+    /// The tenant's caps over plugin limits.
+    pub plugin_caps: Option<crate::plugins::limits::LimitCaps>,
+}
+
 #[derive(Debug)]
 pub struct RunOutcome {
     pub run_id: String,
     pub out_dir: PathBuf,
     pub duration: Duration,
+    pub status: RunStatus,
     /// The final outputs (empty when the run failed).
     pub outputs: serde_json::Map<String, serde_json::Value>,
     pub error: Option<RunError>,
@@ -49,127 +73,283 @@ impl RunOutcome {
 #[derive(Debug)]
 pub struct NotStarted(pub RunError);
 
-/// Runs a recipe to the end.
+/// A checked run, ready to record and execute.
+pub struct Prepared {
+    pub recipe: Arc<Recipe>,
+    pub plan: Arc<Plan>,
+    /// Inputs coerced to their types, defaults filled in.
+    pub values: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Checks inputs, functions, providers and keys, and builds the plan.
+pub fn prepare(
+    services: &Services,
+    recipe: &Arc<Recipe>,
+    given: &serde_json::Map<String, serde_json::Value>,
+    allow_extra_inputs: bool,
+    model_override: Option<&ModelSpec>,
+) -> Result<Prepared, NotStarted> {
+    let values = inputs::prepare(&recipe.user_inputs, given, allow_extra_inputs)
+        .map_err(|p| NotStarted(RunError::Inputs(p)))?;
+    let problems = preflight(recipe, services, model_override);
+    if !problems.is_empty() {
+        return Err(NotStarted(RunError::Preflight(problems)));
+    }
+    let plan = Plan::build(recipe.clone()).map_err(|d| {
+        NotStarted(RunError::InvalidRecipe(
+            d.iter().map(ToString::to_string).collect(),
+        ))
+    })?;
+    Ok(Prepared {
+        recipe: recipe.clone(),
+        plan: Arc::new(plan),
+        values,
+    })
+}
+
+/// Runs a recipe to the end (recording it when the services have a store).
 pub async fn run_recipe(
     services: Arc<Services>,
     request: RunRequest,
 ) -> Result<RunOutcome, NotStarted> {
-    let recipe = request.recipe.clone();
-    let values = inputs::prepare(
-        &recipe.user_inputs,
+    run_scoped(services, request, RunScope::default()).await
+}
+
+pub async fn run_scoped(
+    services: Arc<Services>,
+    request: RunRequest,
+    scope: RunScope,
+) -> Result<RunOutcome, NotStarted> {
+    let prepared = prepare(
+        &services,
+        &request.recipe,
         &request.inputs,
         request.allow_extra_inputs,
-    )
-    .map_err(|p| NotStarted(RunError::Inputs(p)))?;
-    let problems = preflight(&recipe, &services, request.model_override.as_ref());
-    if !problems.is_empty() {
-        return Err(NotStarted(RunError::Preflight(problems.join("\n"))));
-    }
-    let plan = Plan::build(recipe.clone()).map_err(|d| {
-        NotStarted(RunError::Preflight(
-            d.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ))
-    })?;
+        request.model_override.as_ref(),
+    )?;
     let run_id = new_run_id();
-    let out_dir = request.out_root.join(&run_id);
-    std::fs::create_dir_all(&out_dir).map_err(|e| {
-        NotStarted(RunError::Preflight(format!(
-            "cannot create the run's output folder `{}`: {e}",
-            out_dir.display()
-        )))
-    })?;
-    let out_dir = std::fs::canonicalize(&out_dir).unwrap_or(out_dir);
+    let out_dir = make_out_dir(&request.out_root, &run_id)?;
     // The run store records the run as it goes; a store that fails is
     // reported once and the run goes on without it.
-    let recorder = services.store.as_ref().and_then(|store| {
-        let path = recipe.file.as_ref().map(|f| f.display().to_string());
-        match store.begin(
-            &run_id,
-            &recipe.name,
-            path.as_deref(),
-            &serde_json::Value::Object(values.clone()),
-        ) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                request.events.emit(super::events::Event {
-                    at: Duration::ZERO,
-                    kind: EventKind::Log {
-                        node: String::new(),
-                        level: "warn".into(),
-                        message: format!("run store unavailable, run not recorded: {e}"),
-                    },
-                });
-                None
+    let mut journal = None;
+    if let Some(store) = &services.store {
+        let new = NewRun {
+            id: run_id.clone(),
+            tenant: scope.tenant.clone(),
+            recipe: prepared.recipe.name.clone(),
+            recipe_path: prepared
+                .recipe
+                .file
+                .as_ref()
+                .map(|f| f.display().to_string()),
+            inputs: serde_json::Value::Object(prepared.values.clone()),
+            spec: run_spec(&request, &scope, &out_dir),
+            idempotency_key: scope.idempotency_key.clone(),
+            status: RunStatus::Running,
+        };
+        let opened = match store.create_run(new).await {
+            Ok(Created::New(_)) | Ok(Created::Existing(_)) => {
+                store.journal(&run_id, HashMap::new())
             }
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(j) => journal = Some(j),
+            Err(e) => warn(
+                &request.events,
+                &run_id,
+                format!("run store unavailable, run not recorded: {e}"),
+            ),
         }
-    });
+    }
+    let attempt = Attempt {
+        run_id,
+        prepared,
+        out_dir,
+        model_override: request.model_override,
+        replies: request.replies,
+        events: request.events,
+        cache_mode: request.cache_mode,
+        journal,
+        last_seq: 0,
+        scope,
+    };
+    Ok(drive(services, attempt).await)
+}
+
+/// What continuing a run needs, stored with it.
+pub fn run_spec(
+    request: &RunRequest,
+    scope: &RunScope,
+    out_dir: &std::path::Path,
+) -> serde_json::Value {
+    serde_json::json!({
+        "source": scope.source,
+        "model_override": request.model_override.as_ref().map(|m| serde_json::json!({
+            "provider": m.provider, "model": m.model, "params": m.params,
+        })),
+        "cache_mode": match request.cache_mode {
+            crate::cache::CacheMode::Use => "use",
+            crate::cache::CacheMode::Refresh => "refresh",
+            crate::cache::CacheMode::Off => "off",
+        },
+        "out_dir": out_dir,
+    })
+}
+
+pub fn make_out_dir(root: &std::path::Path, run_id: &str) -> Result<PathBuf, NotStarted> {
+    let out_dir = root.join(run_id);
+    std::fs::create_dir_all(&out_dir).map_err(|e| {
+        NotStarted(RunError::Preflight(vec![format!(
+            "cannot create the run's output folder `{}`: {e}",
+            out_dir.display()
+        )]))
+    })?;
+    Ok(std::fs::canonicalize(&out_dir).unwrap_or(out_dir))
+}
+
+fn warn(events: &Arc<dyn EventSink>, run_id: &str, message: String) {
+    let mut event = super::events::Event::new(
+        Duration::ZERO,
+        EventKind::Log {
+            node: String::new(),
+            level: "warn".into(),
+            message,
+        },
+    );
+    event.run_id = Arc::from(run_id);
+    events.emit(event);
+}
+
+/// One attempt at a run: a new run, or one continued from its checkpoints.
+pub struct Attempt {
+    pub run_id: String,
+    pub prepared: Prepared,
+    pub out_dir: PathBuf,
+    pub model_override: Option<ModelSpec>,
+    pub replies: HashMap<String, serde_json::Value>,
+    pub events: Arc<dyn EventSink>,
+    pub cache_mode: crate::cache::CacheMode,
+    /// Where the attempt is recorded; holds the earlier attempts' results.
+    pub journal: Option<Arc<dyn Journal>>,
+    /// The last event sequence number earlier attempts used.
+    pub last_seq: u64,
+    pub scope: RunScope,
+}
+
+/// Executes an attempt and records how it ended.
+pub async fn drive(services: Arc<Services>, attempt: Attempt) -> RunOutcome {
+    let Attempt {
+        run_id,
+        prepared,
+        out_dir,
+        model_override,
+        replies,
+        events,
+        cache_mode,
+        journal,
+        last_seq,
+        scope,
+    } = attempt;
+    let Prepared {
+        recipe,
+        plan,
+        values,
+    } = prepared;
     // Recorded runs keep their metrics, which `composer report` reads.
-    let collector = recorder
+    let collector = journal
         .as_ref()
         .map(|_| crate::metrics::collector::MetricsCollector::new());
-    let events: Arc<dyn EventSink> = match (&recorder, &collector) {
-        (Some(r), Some(c)) => Arc::new(super::events::FanOut(vec![
-            request.events.clone(),
-            r.clone(),
-            c.clone(),
-        ])),
-        _ => request.events.clone(),
+    let sink: Arc<dyn EventSink> = match (&journal, &collector) {
+        (Some(j), Some(c)) => {
+            let j: Arc<dyn EventSink> = Arc::new(JournalSink(j.clone()));
+            Arc::new(super::events::FanOut(vec![events.clone(), j, c.clone()]))
+        }
+        _ => events.clone(),
     };
+    let emitter = super::events::Emitter::new(&run_id, last_seq, sink);
+    let started = emitter.started();
     let run = Arc::new(RunContext {
         services,
         run_id: run_id.clone(),
         out_dir: out_dir.clone(),
-        events,
-        started: Instant::now(),
-        model_override: request.model_override,
-        replies: request.replies,
+        emitter,
+        started,
+        model_override,
+        replies,
         read_grants: file_input_folders(&recipe, &values),
-        cache_mode: request.cache_mode,
-        recorder: recorder.clone(),
+        cache_mode,
+        cache_namespace: scope.cache_namespace.clone(),
+        journal: journal.clone(),
+        cancel: scope.cancel.clone(),
+        drain: scope.drain.clone(),
+        budget: scope.budget.clone(),
+        plugin_caps: scope.plugin_caps,
     });
     run.emit(EventKind::RunStarted {
         run_id: run_id.clone(),
         recipe: recipe.name.clone(),
     });
-    let plan = Arc::new(plan);
     // The scheduler runs as a task of its own: node tasks it spawns then
     // start on the same worker thread, instead of every node costing two
     // cross-thread wake-ups (caller's thread to worker and back). A panic
     // in it is this run's failure, not the host's.
-    let result = match tokio::spawn(execute(run.clone(), plan.clone(), values, String::new())).await
+    let result = match tokio::spawn(execute(
+        run.clone(),
+        plan.clone(),
+        values,
+        String::new(),
+        String::new(),
+    ))
+    .await
     {
         Ok(r) => r,
-        Err(e) => Err(super::error::RunError::Internal(format!(
-            "the scheduler stopped: {e}"
-        ))),
+        Err(e) => Err(RunError::Internal(format!("the scheduler stopped: {e}"))),
     };
+    // Results cached during the run are in the store before it reports.
+    if let Some(cache) = &run.services.cache {
+        cache.flush().await;
+    }
     let duration = run.started.elapsed();
+    let status = match &result {
+        Ok(_) => RunStatus::Succeeded,
+        Err(RunError::Waiting { .. }) => RunStatus::Waiting,
+        Err(RunError::Cancelled) => RunStatus::Cancelled,
+        Err(RunError::Interrupted) => RunStatus::Queued,
+        Err(_) => RunStatus::Failed,
+    };
+    let failure = result
+        .as_ref()
+        .err()
+        .filter(|_| status == RunStatus::Failed || status == RunStatus::Cancelled)
+        .map(RunError::failure);
     run.emit(EventKind::RunFinished {
         success: result.is_ok(),
         duration,
+        status,
+        error: failure.clone(),
     });
-    if let Some(r) = &recorder {
+    if let Some(j) = &journal {
         let metrics = collector
             .as_ref()
             .and_then(|c| serde_json::to_value(c.metrics(&plan)).ok());
-        match &result {
-            Ok(f) => r.finish(
-                true,
-                Some(serde_json::Value::Object(f.outputs.clone())),
-                None,
-                metrics,
-            ),
-            Err(e) => r.finish(false, None, Some(e.to_string()), metrics),
-        }
+        j.finish(RunEnd {
+            status,
+            outputs: result
+                .as_ref()
+                .ok()
+                .map(|f| serde_json::Value::Object(f.outputs.clone())),
+            failure,
+            metrics,
+        })
+        .await;
     }
-    Ok(match result {
+    match result {
         Ok(finished) => RunOutcome {
             run_id,
             out_dir,
             duration,
+            status,
             outputs: finished.outputs,
             error: None,
             mock: finished.mock,
@@ -178,11 +358,21 @@ pub async fn run_recipe(
             run_id,
             out_dir,
             duration,
+            status,
             outputs: serde_json::Map::new(),
             error: Some(e),
             mock: false,
         },
-    })
+    }
+}
+
+/// The journal as one of the run's event sinks.
+struct JournalSink(Arc<dyn Journal>);
+
+impl EventSink for JournalSink {
+    fn emit(&self, event: super::events::Event) {
+        self.0.emit(event);
+    }
 }
 
 /// The folders of the run's `file` inputs, which plugins may read.
@@ -214,7 +404,8 @@ fn file_input_folders(
     folders
 }
 
-/// `run-YYYYMMDD-HHMMSS-xxxx`: sortable by time, unique enough per machine.
+/// `run-YYYYMMDD-HHMMSS-xxxxxxxx`: sortable by time; 32 random bits keep
+/// a server taking hundreds of runs a second from reusing an id.
 pub fn new_run_id() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -223,11 +414,11 @@ pub fn new_run_id() -> String {
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let rest = secs % 86_400;
     format!(
-        "run-{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:04x}",
+        "run-{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:08x}",
         rest / 3600,
         (rest / 60) % 60,
         rest % 60,
-        rand::random::<u16>()
+        rand::random::<u32>()
     )
 }
 

@@ -199,22 +199,23 @@ mod tests {
     fn rss_is_sampled_by_node() {
         let c = MetricsCollector::new();
         let at = Duration::ZERO;
-        c.emit(Event {
+        c.emit(Event::new(
             at,
-            kind: EventKind::NodeStarted {
+            EventKind::NodeStarted {
                 node: "a".into(),
                 node_type: "function_task",
             },
-        });
-        c.emit(Event {
+        ));
+        c.emit(Event::new(
             at,
-            kind: EventKind::NodeFailed {
+            EventKind::NodeFailed {
                 node: "a".into(),
                 error: "boom".into(),
+                kind: crate::engine::error::ErrorKind::Internal,
                 duration: at,
                 continued: false,
             },
-        });
+        ));
         let got = c.collected();
         assert_eq!(got.events.len(), 2);
         let rss = got.rss.get("a").copied().unwrap_or_default();

@@ -30,12 +30,15 @@ pub enum NodeStatus {
     Skipped,
     Failed,
     Cancelled,
+    /// A `hitl` node waiting for a reply.
+    Waiting,
 }
 
 impl NodeStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             NodeStatus::Completed => "completed",
+            NodeStatus::Waiting => "waiting",
             NodeStatus::Cached => "cached",
             NodeStatus::Skipped => "skipped",
             NodeStatus::Failed => "failed",
@@ -178,7 +181,8 @@ impl StatusCounts {
             NodeStatus::Cached => self.cached += 1,
             NodeStatus::Skipped => self.skipped += 1,
             NodeStatus::Failed => self.failed += 1,
-            NodeStatus::Cancelled => self.cancelled += 1,
+            // Still open: counted with the unfinished.
+            NodeStatus::Cancelled | NodeStatus::Waiting => self.cancelled += 1,
         }
     }
 }
@@ -315,7 +319,9 @@ impl RunMetrics {
                     m.run_id = Some(run_id.clone());
                     m.recipe = Some(recipe.clone());
                 }
-                EventKind::RunFinished { success, duration } => {
+                EventKind::RunFinished {
+                    success, duration, ..
+                } => {
                     m.success = Some(*success);
                     m.wall_secs = duration.as_secs_f64();
                 }
@@ -382,14 +388,19 @@ impl RunMetrics {
                         n.status = NodeStatus::Skipped;
                     }
                 }
-                EventKind::NodeCancelled { node } => {
+                EventKind::NodeCancelled { node } | EventKind::NodeWaiting { node, .. } => {
+                    let waiting = matches!(event.kind, EventKind::NodeWaiting { .. });
                     let i = slot(node, &mut nodes);
                     let n = &mut nodes[i];
                     if let Some(started) = open.remove(node) {
                         n.duration += (at - started).max(0.0);
                         n.end = Some(at);
                     }
-                    n.status = NodeStatus::Cancelled;
+                    n.status = if waiting {
+                        NodeStatus::Waiting
+                    } else {
+                        NodeStatus::Cancelled
+                    };
                 }
                 EventKind::MapItem {
                     node, duration, ok, ..

@@ -30,6 +30,10 @@ pub struct RunRecord {
     /// The run's error and its nodes' errors, as text.
     #[serde(default)]
     pub errors: Vec<String>,
+    /// The kind stored with the run's own error (the first of `errors`);
+    /// without it the kind is read from the text.
+    #[serde(default)]
+    pub failure_kind: Option<String>,
 }
 
 /// Which runs a report covers.
@@ -170,10 +174,58 @@ pub fn error_kind(text: &str) -> &'static str {
         "function"
     } else if has(&["human", "reply", "hitl"]) {
         "human"
+    } else if has(&["quota `"]) {
+        "quota"
     } else if has(&["cancelled", "interrupted"]) {
         "cancelled"
     } else {
         "other"
+    }
+}
+
+/// A stored kind as one of the report's names.
+fn known_kind(kind: &str) -> Option<&'static str> {
+    const KINDS: [&str; 15] = [
+        "fuel",
+        "memory",
+        "rate limited",
+        "timeout",
+        "plugin",
+        "provider",
+        "template",
+        "recipe",
+        "input",
+        "human",
+        "quota",
+        "cancelled",
+        "internal",
+        "output",
+        "other",
+    ];
+    KINDS.iter().copied().find(|k| *k == kind)
+}
+
+/// The report's name for a stored failure.
+pub fn failure_kind(f: &crate::engine::error::Failure) -> &'static str {
+    use crate::engine::error::ErrorKind as K;
+    match f.kind {
+        K::PluginLimit => match f.limit.as_ref().map(|l| l.name.as_str()) {
+            Some("fuel") => "fuel",
+            Some("timeout_ms") => "timeout",
+            Some("max_output_bytes") => "output",
+            _ => "memory",
+        },
+        K::RateLimit => "rate limited",
+        K::Timeout => "timeout",
+        K::Plugin => "plugin",
+        K::Provider => "provider",
+        K::Template => "template",
+        K::InvalidRecipe => "recipe",
+        K::InvalidInput => "input",
+        K::Human => "human",
+        K::Quota => "quota",
+        K::Cancelled => "cancelled",
+        K::Internal => "internal",
     }
 }
 
@@ -256,8 +308,11 @@ pub fn build(runs: &[RunRecord]) -> Report {
             line.average_secs += secs;
             line.max_secs = line.max_secs.max(secs);
         }
-        for e in &run.errors {
-            let kind = error_kind(e);
+        for (n, e) in run.errors.iter().enumerate() {
+            let kind = match (&run.failure_kind, n) {
+                (Some(k), 0) => known_kind(k).unwrap_or_else(|| error_kind(e)),
+                _ => error_kind(e),
+            };
             let i = *error_index.entry(kind).or_insert_with(|| {
                 errors.push(ErrorGroup {
                     kind: kind.to_string(),

@@ -70,7 +70,9 @@ pub fn chrome_trace(events: &[Event]) -> Value {
                 other.insert("run_id".into(), json!(run_id));
                 other.insert("recipe".into(), json!(recipe));
             }
-            EventKind::RunFinished { success, duration } => {
+            EventKind::RunFinished {
+                success, duration, ..
+            } => {
                 other.insert("success".into(), json!(success));
                 other.insert("wall_secs".into(), json!(duration.as_secs_f64()));
                 last = last.max(us(*duration));
@@ -144,6 +146,11 @@ pub fn chrome_trace(events: &[Event]) -> Value {
             EventKind::NodeCancelled { node } => {
                 if let Some(span) = close(&mut spans, &mut open, node, at) {
                     span.args.insert("status".into(), json!("cancelled"));
+                }
+            }
+            EventKind::NodeWaiting { node, .. } => {
+                if let Some(span) = close(&mut spans, &mut open, node, at) {
+                    span.args.insert("status".into(), json!("waiting"));
                 }
             }
             EventKind::MapItem {

@@ -58,6 +58,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
         on_log: Some(on_log),
         on_progress: Some(on_progress),
         on_usage: Some(on_usage),
+        caps: ctx.run.plugin_caps,
     };
     // Pure functions are cached by default; others when the node says so.
     let info = f.info();

@@ -50,6 +50,17 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &HitlSpec) -> Result<NodeOutp
         Some(reply) => reply.clone(),
         None => {
             let Some(human) = ctx.run.services.human.clone() else {
+                // A recorded run waits: the reply continues it later, from
+                // another process if need be.
+                if ctx.run.journal.is_some() {
+                    ctx.run.emit(crate::engine::events::EventKind::NodeWaiting {
+                        node: ctx.path.clone(),
+                        prompt,
+                        shown,
+                        required_fields: spec.required_fields.clone(),
+                    });
+                    return Err(NodeError::AwaitingReply);
+                }
                 return Err(NodeError::Human(
                     "needs a human reply, but there is no terminal to ask on; pass `--reply NODE=JSON` (or `--reply NODE=@file.json`)".into(),
                 ));

@@ -173,6 +173,7 @@ fn item_context(
         run: ctx.run.clone(),
         recipe: ctx.recipe.clone(),
         path: format!("{}[{index}]", ctx.path),
+        key: format!("{}[{index}]", ctx.key),
         vars: state::layered(overlay, base.clone()),
         producers: ctx.producers.clone(),
         item_model,

@@ -28,6 +28,8 @@ pub struct NodeCtx {
     pub recipe: Arc<Recipe>,
     /// Node path used in events: `parent/child`, `map[3]`.
     pub path: String,
+    /// Checkpoint key of this execution (see `engine::durable`).
+    pub key: String,
     /// The visible state (for map items: state, map inputs and the item).
     pub vars: Value,
     /// Output names of the recipe's nodes: a name among them that holds
@@ -117,6 +119,12 @@ impl NodeCtx {
         } else {
             parts()
         };
+        // Each tenant's entries are its own.
+        let parts = if self.run.cache_namespace.is_empty() {
+            parts
+        } else {
+            serde_json::json!({"namespace": self.run.cache_namespace, "parts": parts})
+        };
         cache
             .get_or_compute(
                 &key::key(&parts),
@@ -173,8 +181,34 @@ impl NodeCtx {
     }
 }
 
-/// Runs one node.
+/// Runs one node (or map item): restores its result when an earlier
+/// attempt of the run finished it, checks the tenant's budget before a
+/// provider call and charges it after, and checkpoints the result before
+/// returning, so nothing that depends on it starts before it is durable.
 pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
+    let journal = ctx.run.journal.clone();
+    if let Some(stored) = journal.as_ref().and_then(|j| j.restored(&ctx.key)) {
+        return Ok(stored.into_output());
+    }
+    let budget = ctx.run.budget.as_ref().filter(|_| node.kind.uses_model());
+    if let Some(b) = budget {
+        b.check()?;
+    }
+    let out = dispatch(ctx, node).await?;
+    if let Some(b) = budget {
+        b.record(&out.stats);
+    }
+    if let Some(j) = journal {
+        j.checkpoint(
+            ctx.key.clone(),
+            crate::engine::durable::StoredOutput::from_output(&out),
+        )
+        .await;
+    }
+    Ok(out)
+}
+
+async fn dispatch(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
     match &node.kind {
         NodeKind::LanguageTask { .. } => language_task::run(ctx, node).await,
         NodeKind::TextToSpeechTask => text_to_speech_task::run(ctx, node).await,

@@ -41,22 +41,26 @@ pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutp
     let values = inputs::prepare(&recipe.user_inputs, &given, false)
         .map_err(|p| fail(RunError::Inputs(p)))?;
     let plan = Plan::build(recipe.clone()).map_err(|d| {
-        fail(RunError::Preflight(
-            d.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+        fail(RunError::InvalidRecipe(
+            d.iter().map(ToString::to_string).collect(),
         ))
     })?;
     let prefix = format!("{}/", ctx.path);
-    let finished = Box::pin(crate::engine::run::execute(
+    let key_prefix = format!("{}/", ctx.key);
+    let finished = match Box::pin(crate::engine::run::execute(
         ctx.run.clone(),
         Arc::new(plan),
         values,
         prefix,
+        key_prefix,
     ))
     .await
-    .map_err(fail)?;
+    {
+        Ok(f) => f,
+        // A hitl node inside waits: so does this node.
+        Err(RunError::Waiting { .. }) => return Err(NodeError::AwaitingReply),
+        Err(e) => return Err(fail(e)),
+    };
 
     let Some(mapping) = &sub.output_mapping else {
         return Ok(NodeOutput {

@@ -191,7 +191,10 @@ impl Function for WasmFunction {
         grants.extend(plugin.host.settings.grants.iter().cloned());
         let input = serde_json::to_string(&input)
             .map_err(|e| CallError::Message(format!("cannot encode input: {e}")))?;
-        let limits = plugin.host.limits_for(&plugin.name);
+        let limits = plugin
+            .host
+            .limits_for(&plugin.name)
+            .capped(ctx.caps.as_ref());
         let progress: Option<ProgressFn> = ctx.on_progress.clone();
         let outcome = runtime
             .call(&loaded, &self.info.name, &input, &limits, &grants, progress)

@@ -5,6 +5,31 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Upper bounds a tenant's quotas put on every call's limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct LimitCaps {
+    pub fuel: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl PluginLimits {
+    /// These limits, lowered to the caps where they are higher.
+    pub fn capped(mut self, caps: Option<&LimitCaps>) -> PluginLimits {
+        if let Some(c) = caps {
+            let low = |v: &mut u64, cap: Option<u64>| {
+                if let Some(cap) = cap {
+                    *v = (*v).min(cap);
+                }
+            };
+            low(&mut self.fuel, c.fuel);
+            low(&mut self.memory_bytes, c.memory_bytes);
+            low(&mut self.timeout_ms, c.timeout_ms);
+        }
+        self
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PluginLimits {

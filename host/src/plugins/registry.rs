@@ -57,6 +57,8 @@ pub struct CallContext {
     pub on_progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
     /// Told what a plugin call used (fuel, peak memory).
     pub on_usage: Option<Arc<dyn Fn(crate::engine::events::PluginUsage) + Send + Sync>>,
+    /// A tenant's caps over the configured limits (never raising them).
+    pub caps: Option<crate::plugins::limits::LimitCaps>,
 }
 
 /// Why a function call failed.
@@ -126,6 +128,16 @@ impl FunctionRegistry {
             ));
         }
         None
+    }
+
+    /// Adds every function of `other`, in its own scope (a tenant's
+    /// uploaded LOCAL functions over the project's).
+    pub fn overlay(&mut self, other: &FunctionRegistry) {
+        for list in other.entries.values() {
+            for (scope, f) in list {
+                self.register(*scope, f.clone());
+            }
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<(Scope, Arc<dyn Function>)> {

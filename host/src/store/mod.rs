@@ -1,7 +1,14 @@
-//! The embedded database: one SQLite file (default `.composer/composer.db`)
-//! holding the result cache and the run store. WAL mode, so readers (a
-//! `composer runs` in another terminal) do not block a run that writes.
+//! Storage behind traits. The engine, the CLI and the server reach runs,
+//! events, checkpoints and the work queue only through `RunStore` and
+//! `WorkQueue`; the embedded default is one SQLite file (default
+//! `.composer/composer.db`, WAL mode, so readers such as `composer runs` in
+//! another terminal do not block a run that writes), which also holds the
+//! result cache. A PostgreSQL implementation plugs in behind the same
+//! traits.
 
+pub mod blobs;
+pub mod error;
+pub mod queue;
 pub mod runs;
 
 use rusqlite::Connection;
@@ -9,7 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub use runs::{RunFilter, RunRecord, RunStore};
+pub use error::StoreError;
+pub use queue::{Claim, SqliteQueue, WorkQueue};
+pub use runs::{
+    Created, NewRun, NodeRecord, RunFilter, RunRecord, RunStore, SqliteStore, StoredEvent,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cache (
@@ -52,10 +63,42 @@ CREATE TABLE IF NOT EXISTS run_events (
     event TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+CREATE TABLE IF NOT EXISTS run_checkpoints (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    output TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE IF NOT EXISTS run_replies (
+    run_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    reply TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, node)
+);
+CREATE TABLE IF NOT EXISTS run_queue (
+    run_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    enqueued_at REAL NOT NULL,
+    lease_owner TEXT,
+    lease_until REAL
+);
 ";
 
+/// Columns added to `runs` after the first release: a database written by
+/// an older composer gains them on open.
+const RUN_COLUMNS: [(&str, &str); 7] = [
+    ("tenant", "TEXT NOT NULL DEFAULT ''"),
+    ("created_at", "REAL"),
+    ("began_at", "REAL"),
+    ("spec", "TEXT"),
+    ("idempotency_key", "TEXT"),
+    ("error_kind", "TEXT"),
+    ("failure", "TEXT"),
+];
+
 /// The open database. Every operation is short; the connection is shared
-/// behind a mutex.
+/// behind a mutex, and async callers reach it through `spawn_blocking`.
 pub struct Database {
     pub path: PathBuf,
     conn: Mutex<Connection>,
@@ -65,11 +108,13 @@ impl Database {
     /// Opens (creating if needed) the database. A corrupted, locked or
     /// unwritable file is an error the caller reports as a warning and runs
     /// without a cache or store: it never stops a run.
-    pub fn open(path: &Path) -> Result<Database, String> {
-        let describe = |e: rusqlite::Error| format!("database `{}`: {e}", path.display());
+    pub fn open(path: &Path) -> Result<Database, StoreError> {
+        let describe = |e: rusqlite::Error| StoreError::sqlite(path, e);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            })?;
         }
         let conn = Connection::open(path).map_err(describe)?;
         conn.busy_timeout(Duration::from_millis(2_000))
@@ -79,6 +124,7 @@ impl Database {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(describe)?;
         conn.execute_batch(SCHEMA).map_err(describe)?;
+        migrate(&conn).map_err(describe)?;
         Ok(Database {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -89,13 +135,29 @@ impl Database {
     pub fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, String> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| "the database connection is unusable after a crash".to_string())?;
-        f(&mut conn).map_err(|e| format!("database `{}`: {e}", self.path.display()))
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned {
+            path: self.path.clone(),
+        })?;
+        f(&mut conn).map_err(|e| StoreError::sqlite(&self.path, e))
     }
+}
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("PRAGMA table_info(runs)")?;
+    let have: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, decl) in RUN_COLUMNS {
+        if !have.iter().any(|c| c == name) {
+            conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {name} {decl}"))?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant, started_at);
+         CREATE UNIQUE INDEX IF NOT EXISTS runs_by_idempotency ON runs (tenant, idempotency_key)
+           WHERE idempotency_key IS NOT NULL;",
+    )
 }
 
 /// Seconds since the Unix epoch, as the stores record time.

@@ -6,7 +6,7 @@
 
 use super::{fixtures, Env, Fake};
 use crate::support::{composer_in, Output};
-use composer::store::{Database, RunStore};
+use composer::store::{Database, SqliteStore};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -413,7 +413,7 @@ fn a_killed_run_keeps_the_results_of_its_finished_nodes() {
         assert_eq!(status.signal(), Some(9), "{status:?}");
     }
 
-    let store = RunStore::new(Arc::new(
+    let store = SqliteStore::new(Arc::new(
         Database::open(&env.db).expect("the database opens"),
     ));
     let runs = store.list(&Default::default()).unwrap();

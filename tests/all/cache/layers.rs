@@ -195,7 +195,7 @@ fn a_corrupted_database_file_is_an_error_not_a_panic() {
         Ok(_) => panic!("a file of garbage opened as a database"),
         Err(e) => e,
     };
-    assert!(error.contains("composer.db"), "{error}");
+    assert!(error.to_string().contains("composer.db"), "{error}");
     assert_eq!(
         std::fs::read(&env.db).unwrap(),
         vec![0x5a; 8192],

@@ -46,7 +46,7 @@ use composer::providers::keys::Keys;
 use composer::providers::settings::{Endpoint, Protocol, ProviderSettings, RetrySettings};
 use composer::providers::{CallStats, Providers};
 use composer::recipe::model::Recipe;
-use composer::store::{Database, RunStore};
+use composer::store::{Database, SqliteStore};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -281,8 +281,8 @@ impl Env {
         )
     }
 
-    pub fn store(&self) -> Arc<RunStore> {
-        Arc::new(RunStore::new(self.database()))
+    pub fn store(&self) -> Arc<SqliteStore> {
+        Arc::new(SqliteStore::new(self.database()))
     }
 
     /// Rows in the cache table, by kind.
@@ -392,7 +392,7 @@ impl Run {
         self
     }
 
-    pub fn store(mut self, store: &Arc<RunStore>) -> Run {
+    pub fn store(mut self, store: &Arc<SqliteStore>) -> Run {
         self.services.store = Some(store.clone());
         self
     }

@@ -180,7 +180,11 @@ fn a_failing_node_exits_1_and_names_the_node() {
         "{}",
         out.describe()
     );
-    assert!(out.stdout.is_empty(), "{}", out.describe());
+    // `--json` prints the failure with its kind and node.
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON failure");
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["error"]["kind"], "provider", "{v}");
+    assert_eq!(v["error"]["node"], "breaks", "{v}");
 }
 
 #[test]
@@ -220,8 +224,9 @@ fn a_reply_file_answers_a_hitl_node() {
         out.json()["publish"],
         "Published (False): A short post about otters"
     );
+    // No reply at all: the recorded run waits (exit 3), naming the node.
     let out = run(&cli("approval.yaml"), &["--model", "mock/echo"], dir.path());
-    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert_eq!(out.code, Some(3), "{}", out.describe());
     assert!(out.stderr.contains("`approve`"), "{}", out.describe());
     assert!(out.stderr.contains("--reply"), "{}", out.describe());
 }

@@ -419,9 +419,10 @@ nodes:
         panic!("the run must not start");
     };
     assert!(events.is_empty(), "nothing ran: {events:?}");
-    let RunError::Preflight(message) = &not_started.0 else {
+    let RunError::Preflight(problems) = &not_started.0 else {
         panic!("expected a preflight error, got {:?}", not_started.0);
     };
+    let message = problems.join("\n");
     assert!(message.contains("node `split`"), "{message}");
     assert!(message.contains("`split_transcrip`"), "{message}");
     assert!(

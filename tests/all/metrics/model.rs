@@ -205,10 +205,7 @@ nodes:
 }
 
 fn ev(ms: u64, kind: EventKind) -> Event {
-    Event {
-        at: Duration::from_millis(ms),
-        kind,
-    }
+    Event::new(Duration::from_millis(ms), kind)
 }
 
 fn started(node: &str, node_type: &'static str) -> EventKind {
@@ -270,6 +267,7 @@ edges:
             EventKind::NodeFailed {
                 node: "c".into(),
                 error: "timed out after 0.1s".into(),
+                kind: composer_error_kind(),
                 duration: Duration::from_millis(100),
                 continued: false,
             },
@@ -280,6 +278,8 @@ edges:
             EventKind::RunFinished {
                 success: false,
                 duration: Duration::from_millis(106),
+                status: composer_status(false),
+                error: None,
             },
         ),
     ];
@@ -326,4 +326,16 @@ edges:
     assert_eq!(order.len(), 4);
     assert_eq!(order[3], "a");
     assert_eq!(order[2], "f");
+}
+
+fn composer_error_kind() -> composer::engine::error::ErrorKind {
+    composer::engine::error::ErrorKind::Internal
+}
+
+fn composer_status(success: bool) -> composer::engine::events::RunStatus {
+    if success {
+        composer::engine::events::RunStatus::Succeeded
+    } else {
+        composer::engine::events::RunStatus::Failed
+    }
 }

@@ -46,6 +46,7 @@ fn record(id: &str, recipe: &str, started_at: u64, success: bool, wall_secs: f64
             ..RunMetrics::default()
         },
         errors: Vec::new(),
+        failure_kind: None,
     }
 }
 

@@ -256,7 +256,7 @@ fn at(ms: u64) -> Duration {
 }
 
 fn ev(ms: u64, kind: EventKind) -> Event {
-    Event { at: at(ms), kind }
+    Event::new(at(ms), kind)
 }
 
 fn provider(node: &str, note: CallNote) -> EventKind {
@@ -322,6 +322,7 @@ fn waits_and_retries_nest_inside_their_node_at_the_right_times() {
             EventKind::NodeFailed {
                 node: "ask".into(),
                 error: "provider `openai`: HTTP 429 rate limited".into(),
+                kind: composer_error_kind(),
                 duration: at(1190),
                 continued: false,
             },
@@ -371,6 +372,8 @@ fn waits_and_retries_nest_inside_their_node_at_the_right_times() {
             EventKind::RunFinished {
                 success: false,
                 duration: at(1700),
+                status: composer_status(false),
+                error: None,
             },
         ),
     ];
@@ -462,4 +465,16 @@ fn greedy_partitioning_uses_as_many_tracks_as_spans_overlap() {
     assert_eq!(tid("d"), tid("b"), "b ended at 50, before d started");
     assert_eq!(tid("e"), tid("a"), "a ended exactly when e started");
     assert_eq!(track_names(&doc).len(), 3);
+}
+
+fn composer_error_kind() -> composer::engine::error::ErrorKind {
+    composer::engine::error::ErrorKind::Internal
+}
+
+fn composer_status(success: bool) -> composer::engine::events::RunStatus {
+    if success {
+        composer::engine::events::RunStatus::Succeeded
+    } else {
+        composer::engine::events::RunStatus::Failed
+    }
 }

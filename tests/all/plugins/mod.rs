@@ -260,6 +260,7 @@ pub fn call_context(out: &Path) -> (CallContext, Logs) {
         })),
         on_progress: None,
         on_usage: None,
+        caps: None,
     };
     (ctx, logs)
 }

@@ -131,9 +131,10 @@ async fn an_unknown_function_stops_the_run_before_it_starts() {
     .await
     {
         Err((not_started, events)) => {
-            let RunError::Preflight(message) = &not_started.0 else {
+            let RunError::Preflight(problems) = &not_started.0 else {
                 panic!("expected a preflight error, got {:?}", not_started.0);
             };
+            let message = problems.join("\n");
             assert!(message.contains("`split_transcrip`"), "{message}");
             assert!(
                 message.contains("did you mean `split_transcript`"),

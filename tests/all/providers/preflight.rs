@@ -37,9 +37,10 @@ async fn missing_keys_are_named_before_any_request() {
         Ok(ran) => panic!("the run started:\n{}", ran.describe()),
         Err(refused) => refused,
     };
-    let RunError::Preflight(message) = &refused.0 else {
+    let RunError::Preflight(problems) = &refused.0 else {
         panic!("expected a preflight error, got {:?}", refused.0);
     };
+    let message = problems.join("\n");
     let line = |var: &str| {
         message
             .lines()
@@ -143,7 +144,11 @@ fn composer_run_without_keys_exits_2_naming_them() {
     for needle in ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "`draft`", "`review`"] {
         assert!(stderr.contains(needle), "`{needle}` not named:\n{describe}");
     }
-    assert!(stdout.is_empty(), "{describe}");
+    if !stdout.is_empty() {
+        let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+        assert_eq!(v["status"], "not_started", "{describe}");
+        assert_eq!(v["error"]["kind"], "invalid_recipe", "{describe}");
+    }
     assert_eq!(fake.request_count(), 0);
     assert!(!dir.path().join("out").exists(), "no run folder was made");
 }
