@@ -102,7 +102,7 @@ async fn ask(
             model: model.clone(),
             prompt: prompt.to_string(),
             json,
-            retry: node.settings.retry.clone(),
+            retry: node.settings.retry,
             observer: Some(observer.clone()),
         };
         match provider.complete(&request).await {

@@ -15,7 +15,7 @@ pub use hitl::{HumanInput, HumanRequest};
 use crate::engine::error::NodeError;
 use crate::engine::run::RunContext;
 use crate::engine::state::{self, Values};
-use crate::recipe::model::{ModelSpec, Node, NodeKind, Recipe};
+use crate::recipe::model::{choose_model, ModelSpec, Node, NodeKind, Recipe};
 use minijinja::value::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -33,7 +33,9 @@ pub struct NodeCtx {
     /// Output names of the recipe's nodes: a name among them that holds
     /// nothing (skipped producer) resolves to null.
     pub producers: Arc<HashSet<String>>,
-    /// A map item's `model_override`.
+    /// For a map item: the model chosen for the map's task (item
+    /// `model_override`, the task's `model`, the map node's `model`,
+    /// `model_config`), which the task uses unless `--model` is given.
     pub item_model: Option<ModelSpec>,
 }
 
@@ -64,30 +66,30 @@ impl NodeOutput {
 }
 
 impl NodeCtx {
-    /// The model a node uses: `--model` beats everything, then a map item's
-    /// `model_override`, then the node's own model, then `model_config`.
+    /// The model a node uses (see `recipe::model::choose_model`; for a map
+    /// item, `item_model` already holds the choice made for its task).
     pub fn model_for(&self, node: &Node) -> Result<ModelSpec, NodeError> {
-        self.run
-            .model_override
-            .clone()
-            .or_else(|| self.item_model.clone())
-            .or_else(|| node.model.clone())
-            .or_else(|| self.recipe.model_config.clone())
-            .ok_or_else(|| {
-                NodeError::Input(
-                    "no model: give the node a `model`, the recipe a `model_config`, or run with `--model`".into(),
-                )
-            })
+        choose_model(
+            self.run.model_override.as_ref(),
+            self.item_model.as_ref(),
+            node,
+            None,
+            &self.recipe,
+        )
+        .cloned()
+        .ok_or_else(|| {
+            NodeError::Input(
+                "no model: give the node a `model`, the recipe a `model_config`, or run with `--model`".into(),
+            )
+        })
     }
 
     /// Whether this node's result goes through the cache, per its `cache:`
     /// setting (checked when the recipe loaded), the run's mode, and
     /// `default_on` for this kind of call.
     pub fn cache_on(&self, node: &Node, default_on: bool) -> bool {
-        let policy =
-            crate::cache::NodeCachePolicy::parse(node.settings.cache.as_ref()).unwrap_or_default();
         self.run.services.cache.is_some()
-            && policy.enabled.unwrap_or(default_on)
+            && node.settings.cache.enabled.unwrap_or(default_on)
             && self.run.cache_mode != crate::cache::CacheMode::Off
     }
 
@@ -106,12 +108,12 @@ impl NodeCtx {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<serde_json::Value, NodeError>>,
     {
-        use crate::cache::{key, NodeCachePolicy};
+        use crate::cache::key;
         let cache = match &self.run.services.cache {
             Some(c) if self.cache_on(node, default_on) => c,
             _ => return compute().await.map(|v| (v, false)),
         };
-        let policy = NodeCachePolicy::parse(node.settings.cache.as_ref()).unwrap_or_default();
+        let policy = &node.settings.cache;
         let parts = if policy.normalize {
             key::normalize(&parts())
         } else {

@@ -8,11 +8,9 @@
 use super::{NodeCtx, NodeOutput};
 use crate::engine::error::{NodeError, RunError};
 use crate::engine::inputs;
-use crate::engine::plan::Plan;
 use crate::engine::state::{self, from_json, lookup, to_json};
 use crate::recipe::model::{Node, SubRecipe};
 use minijinja::value::Value;
-use std::sync::Arc;
 
 pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutput, NodeError> {
     let (vars, _) = ctx.resolve_inputs(node)?;
@@ -38,20 +36,14 @@ pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutp
         recipe: recipe.name.clone(),
         source: Box::new(source),
     };
-    let values = inputs::prepare(&recipe.user_inputs, &given, false)
+    // Mapped values the sub-recipe does not declare are passed into its
+    // state as they are (validation warned about them).
+    let values = inputs::prepare(&recipe.user_inputs, &given, true)
         .map_err(|p| fail(RunError::Inputs(p)))?;
-    let plan = Plan::build(recipe.clone()).map_err(|d| {
-        fail(RunError::Preflight(
-            d.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        ))
-    })?;
     let prefix = format!("{}/", ctx.path);
     let finished = Box::pin(crate::engine::run::execute(
         ctx.run.clone(),
-        Arc::new(plan),
+        sub.plan.clone(),
         values,
         prefix,
     ))

@@ -8,6 +8,7 @@
 use super::diagnostic::{Code, Diagnostic};
 use super::document::{self, join_index, Document, Format, Spans};
 use super::model::Recipe;
+use super::plan::Plan;
 use super::references::Resolver;
 use super::validate;
 use serde_json::{Map, Value};
@@ -90,8 +91,8 @@ pub fn read_document(path: &Path) -> Result<Document, Diagnostic> {
 pub struct Loader {
     /// Recipe files being loaded, outermost first (for recursion checks).
     recipe_chain: Vec<PathBuf>,
-    /// Sub-recipes already loaded, by canonical path.
-    loaded: HashMap<PathBuf, Arc<Recipe>>,
+    /// Sub-recipes already loaded (with their plans), by canonical path.
+    loaded: HashMap<PathBuf, (Arc<Recipe>, Arc<Plan>)>,
 }
 
 impl Loader {
@@ -102,9 +103,13 @@ impl Loader {
         self.load_document(doc, path, true)
     }
 
-    /// Loads a sub-recipe named by `recipe_path`, reusing earlier loads and
-    /// refusing a chain that leads back to a recipe being loaded.
-    pub fn load_sub_recipe(&mut self, path: &Path) -> Result<Arc<Recipe>, Vec<Diagnostic>> {
+    /// Loads a sub-recipe named by `recipe_path` and builds its plan,
+    /// reusing earlier loads and refusing a chain that leads back to a
+    /// recipe being loaded.
+    pub fn load_sub_recipe(
+        &mut self,
+        path: &Path,
+    ) -> Result<(Arc<Recipe>, Arc<Plan>), Vec<Diagnostic>> {
         let canonical = std::fs::canonicalize(path).map_err(|e| {
             vec![Diagnostic::error(
                 Code::SubRecipe,
@@ -122,14 +127,16 @@ impl Loader {
                 format!("recipe_path is recursive: {}", chain.join(" -> ")),
             )]);
         }
-        if let Some(recipe) = self.loaded.get(&canonical) {
-            return Ok(recipe.clone());
+        if let Some(loaded) = self.loaded.get(&canonical) {
+            return Ok(loaded.clone());
         }
         let loaded = self
             .load_recipe_file(&canonical)
             .map_err(|f| f.diagnostics)?;
-        self.loaded.insert(canonical, loaded.recipe.clone());
-        Ok(loaded.recipe)
+        let plan = Arc::new(Plan::build(loaded.recipe.clone())?);
+        self.loaded
+            .insert(canonical, (loaded.recipe.clone(), plan.clone()));
+        Ok((loaded.recipe, plan))
     }
 
     fn load_document(

@@ -1,6 +1,7 @@
 //! The validated recipe: plain types that the planner and the executors
 //! read. Everything here has passed the static checks of `validate`.
 
+pub use super::policy::{CachePolicy, RetryPolicy};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
@@ -125,6 +126,23 @@ pub struct ModelSpec {
     pub params: serde_json::Map<String, Value>,
 }
 
+/// The model a node uses, highest first: `--model` (`run`), a map item's
+/// `model_override` (`item`), the node's own `model`, the enclosing map
+/// node's `model` (`map`, for a map's task), the recipe's `model_config`.
+/// This is the only place that order is written down.
+pub fn choose_model<'a>(
+    run: Option<&'a ModelSpec>,
+    item: Option<&'a ModelSpec>,
+    node: &'a Node,
+    map: Option<&'a Node>,
+    recipe: &'a Recipe,
+) -> Option<&'a ModelSpec> {
+    run.or(item)
+        .or(node.model.as_ref())
+        .or_else(|| map.and_then(|m| m.model.as_ref()))
+        .or(recipe.model_config.as_ref())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
@@ -137,9 +155,11 @@ pub enum OnError {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct NodeSettings {
     pub on_error: Option<OnError>,
-    /// `cache: false | true | {ttl, normalize}`, kept raw until the cache exists.
-    pub cache: Option<Value>,
-    pub retry: Option<Value>,
+    /// `cache: false | true | {ttl, normalize}` (default: the kind's default).
+    pub cache: CachePolicy,
+    /// `retry: N | {max_attempts, base_delay, max_delay}` (None: the
+    /// provider's defaults).
+    pub retry: Option<RetryPolicy>,
     /// Seconds.
     pub timeout: Option<f64>,
 }
@@ -290,6 +310,9 @@ pub struct SubRecipe {
     pub recipe_path: PathBuf,
     #[serde(skip)]
     pub recipe: Arc<Recipe>,
+    /// The sub-recipe's plan, built once when it loaded.
+    #[serde(skip)]
+    pub plan: Arc<super::plan::Plan>,
     pub input_mapping: Option<IndexMap<String, Value>>,
     pub output_mapping: Option<IndexMap<String, String>>,
 }

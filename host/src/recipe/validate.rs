@@ -481,7 +481,7 @@ fn user_inputs(c: &mut Checker, value: Option<&Value>) -> Vec<UserInput> {
             input_type == InputType::Literal && literal_values.as_ref().is_none_or(Vec::is_empty);
         if let Some(d) = default.as_ref().filter(|_| !literal_without_values) {
             if let Err(problem) =
-                crate::engine::inputs::coerce(input_type, literal_values.as_deref(), d, false)
+                super::inputs::coerce(input_type, literal_values.as_deref(), d, false)
             {
                 c.error(
                     Code::InvalidValue,
@@ -785,19 +785,24 @@ fn settings(c: &mut Checker, m: &Map<String, Value>, path: &str, node_type: &str
             }
         },
     };
-    if let Err(e) = crate::cache::NodeCachePolicy::parse(m.get("cache")) {
-        c.error(Code::InvalidValue, &join_key(path, "cache"), e);
-    }
-    if let Some(retry) = m.get("retry").filter(|v| !v.is_null()) {
-        let defaults = crate::providers::retry::RetryPolicy::from_settings(&Default::default());
-        if let Err(e) = defaults.with_node(retry) {
-            c.error(Code::InvalidValue, &join_key(path, "retry"), e);
-        }
-    }
+    let cache = CachePolicy::parse(m.get("cache")).unwrap_or_else(|e| {
+        c.error(Code::InvalidValue, &join_key(path, "cache"), e.0);
+        CachePolicy::default()
+    });
+    let retry = match m.get("retry") {
+        None | Some(Value::Null) => None,
+        Some(v) => match RetryPolicy::parse(v) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                c.error(Code::InvalidValue, &join_key(path, "retry"), e.0);
+                None
+            }
+        },
+    };
     NodeSettings {
         on_error,
-        cache: m.get("cache").cloned(),
-        retry: m.get("retry").cloned(),
+        cache,
+        retry,
         timeout,
     }
 }
@@ -908,8 +913,8 @@ fn sub_recipe(
 ) -> Option<SubRecipe> {
     let recipe_path = c.string(m, "recipe_path", path, true)?;
     let full = base_dir.join(&recipe_path);
-    let recipe = match loader.load_sub_recipe(&full) {
-        Ok(r) => r,
+    let (recipe, plan) = match loader.load_sub_recipe(&full) {
+        Ok(loaded) => loaded,
         Err(diags) => {
             let nested_errors = diags.iter().filter(|d| d.is_error()).count();
             // A problem without a file is about the path itself (missing
@@ -1010,6 +1015,7 @@ fn sub_recipe(
     Some(SubRecipe {
         recipe_path: full,
         recipe,
+        plan,
         input_mapping,
         output_mapping,
     })
