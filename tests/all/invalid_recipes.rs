@@ -134,6 +134,8 @@ const CASES: &[Case] = &[
     case("invalid_output_format", Code::InvalidValue, P("nodes[0].output_format"), "unknown output_format `jsn`").hint("did you mean `json`?"),
     case("invalid_on_error", Code::InvalidValue, P("nodes[0].on_error"), "unknown on_error `ignore`"),
     case("invalid_timeout", Code::InvalidValue, P("nodes[0].timeout"), "positive number of seconds"),
+    case("invalid_cache_setting", Code::InvalidValue, P("nodes[0].cache"), "`cache.ttl`: `soon` is not a duration").on_line(7),
+    case("invalid_retry_setting", Code::InvalidValue, P("nodes[0].retry"), "`retry.max_attempts` must be a whole number from 1 to 100, found 0").on_line(7),
     case("function_task_without_identifier", Code::MissingField, P("nodes[0].function_identifier"), "missing required field `function_identifier`"),
     case("reduce_without_identifier", Code::MissingField, P("nodes[0].function_identifier"), "missing required field `function_identifier`"),
     case("model_without_provider", Code::InvalidValue, P("nodes[0].model"), "missing `provider`"),

@@ -11,6 +11,7 @@ mod cli_run;
 mod hitl;
 mod loops;
 mod map;
+mod recipe_layer;
 mod scheduling;
 mod subrecipe;
 mod values;
