@@ -157,6 +157,28 @@ impl NodeCtx {
         Ok((ctx, Some(resolved)))
     }
 
+    /// The context a prompt is rendered in: `vars`, where optional inputs
+    /// that were omitted (no default, not given: null in the state) are
+    /// undefined as in Jinja2, so they print as empty text while
+    /// `is defined`, `default(..)` and `if` treat them as missing.
+    pub fn prompt_context(&self, vars: Value) -> Value {
+        let omitted: HashSet<String> = self
+            .recipe
+            .user_inputs
+            .iter()
+            .filter(|i| !i.required && i.default.is_none())
+            .filter(|i| vars.get_attr(&i.id).is_ok_and(|v| v.is_none()))
+            .map(|i| i.id.clone())
+            .collect();
+        if omitted.is_empty() {
+            return vars;
+        }
+        Value::from_object(Omitted {
+            names: omitted,
+            base: vars,
+        })
+    }
+
     /// A file name stem for outputs written by this node, unique per node
     /// path within the run's output folder.
     pub fn file_stem(&self) -> std::path::PathBuf {
@@ -173,6 +195,45 @@ impl NodeCtx {
             .collect();
         self.run.out_dir.join(safe.trim_matches('_'))
     }
+}
+
+/// A context in which some names are Jinja2's silent undefined.
+#[derive(Debug)]
+struct Omitted {
+    names: HashSet<String>,
+    base: Value,
+}
+
+impl minijinja::value::Object for Omitted {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if key.as_str().is_some_and(|k| self.names.contains(k)) {
+            return Some(silent_undefined());
+        }
+        self.base.get_item(key).ok().filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let keys: Vec<Value> = self
+            .base
+            .try_iter()
+            .map(|it| it.collect())
+            .unwrap_or_default();
+        minijinja::value::Enumerator::Values(keys)
+    }
+}
+
+/// The undefined value Jinja2 prints as empty text (minijinja makes it for
+/// an `if` expression without `else`; it cannot be built directly).
+fn silent_undefined() -> Value {
+    static SILENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SILENT
+        .get_or_init(|| {
+            minijinja::Environment::new()
+                .compile_expression("none if false")
+                .and_then(|e| e.eval(()))
+                .unwrap_or_else(|_| Value::from(""))
+        })
+        .clone()
 }
 
 /// Runs one node.

@@ -25,11 +25,78 @@ pub struct Recipe {
     pub file: Option<PathBuf>,
     /// Folder that relative paths (prompt files, sub-recipes) start from.
     pub base_dir: PathBuf,
+    /// Where each part stands in `file`, for diagnostics found after load.
+    #[serde(skip)]
+    pub positions: Positions,
+}
+
+/// Line and column of the parts of a recipe, by recipe-relative path
+/// (`nodes[2].function_identifier`).
+#[derive(Debug, Clone, Default)]
+pub struct Positions {
+    spans: Arc<super::document::Spans>,
+    /// `recipe` for the wrapped shape, empty for the flat one.
+    prefix: String,
+}
+
+impl Positions {
+    pub fn new(spans: super::document::Spans, prefix: &str) -> Positions {
+        Positions {
+            spans: Arc::new(spans),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The position of `path` (or of its closest ancestor that has one).
+    pub fn find(&self, path: &str) -> Option<(usize, usize)> {
+        let absolute = match (self.prefix.is_empty(), path.is_empty()) {
+            (true, _) => path.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) if path.starts_with('[') => format!("{}{path}", self.prefix),
+            (false, false) => format!("{}.{path}", self.prefix),
+        };
+        self.spans.find(&absolute)
+    }
 }
 
 impl Recipe {
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Fills in the file, line and column of a diagnostic whose path is
+    /// one of this recipe's (as `functions` gives them: a sub-recipe's
+    /// part is `nodes[0]/nodes[1]`, and is found in the sub-recipe's file).
+    pub fn locate(&self, mut d: super::diagnostic::Diagnostic) -> super::diagnostic::Diagnostic {
+        let path = d.path.clone().unwrap_or_default();
+        if let Some((head, rest)) = path.split_once('/') {
+            let sub = head
+                .strip_prefix("nodes[")
+                .and_then(|r| r.split(']').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| self.nodes.get(i))
+                .and_then(|n| match &n.kind {
+                    NodeKind::Recipe(sub) => Some(sub),
+                    NodeKind::Map(spec) => match &spec.task.kind {
+                        NodeKind::Recipe(sub) if head.ends_with(".task") => Some(sub),
+                        _ => None,
+                    },
+                    _ => None,
+                });
+            if let Some(sub) = sub {
+                let inner = sub.recipe.locate(d.clone().at(rest));
+                d.file = inner.file;
+                d.line = inner.line;
+                d.column = inner.column;
+                return d;
+            }
+        }
+        d.file = self.file.clone();
+        if let Some((line, column)) = self.positions.find(&path) {
+            d.line = Some(line);
+            d.column = Some(column);
+        }
+        d
     }
 
     /// Every function the recipe calls, with where (`nodes[2].task`;

@@ -352,6 +352,7 @@ pub fn validate(
         max_iterations,
         file: Some(file.to_path_buf()),
         base_dir: base_dir.to_path_buf(),
+        positions: Positions::default(),
     })
 }
 
@@ -536,6 +537,16 @@ pub fn model_spec_from(value: &Value) -> Result<ModelSpec, String> {
 }
 
 fn model_spec(c: &mut Checker, value: &Value, path: &str) -> Option<ModelSpec> {
+    // A reference that did not resolve is left as text; its error is the
+    // root cause, so "a model must be a mapping" would only repeat it.
+    let unresolved = value.as_str().is_some_and(|s| {
+        s.starts_with('@') && super::references::has_reference(s)
+    }) && c.out.iter().any(|d| {
+        d.is_error() && matches!(d.code, Code::UnknownReference | Code::ReferenceCycle)
+    });
+    if unresolved {
+        return None;
+    }
     match model_spec_from(value) {
         Ok(spec) => Some(spec),
         Err(message) => {
@@ -760,12 +771,24 @@ fn settings(c: &mut Checker, m: &Map<String, Value>, path: &str, node_type: &str
         match c.string(m, "on_error", path, false).as_deref() {
             None | Some("fail") | Some("halt") => None,
             Some("continue") => Some(OnError::Continue),
+            // Content Composer accepts `skip` on every node.
+            Some("skip") => {
+                c.out.push(
+                    Diagnostic::warning(
+                        Code::InvalidValue,
+                        "`on_error: skip` is for map nodes; on this node it means `continue` (the output is null and the error is stored under `<output>_error`)",
+                    )
+                    .at(join_key(path, "on_error"))
+                    .with_hint(Some("write `on_error: continue`".into())),
+                );
+                Some(OnError::Continue)
+            }
             Some(other) => {
                 c.error_hint(
                     Code::InvalidValue,
                     &join_key(path, "on_error"),
-                    format!("unknown on_error `{other}` (known: fail, continue)"),
-                    did_you_mean(other, ["fail", "continue"]),
+                    format!("unknown on_error `{other}` (known: fail, continue, skip)"),
+                    did_you_mean(other, ["fail", "continue", "skip"]),
                 );
                 None
             }
@@ -911,7 +934,21 @@ fn sub_recipe(
     base_dir: &Path,
     loader: &mut Loader,
 ) -> Option<SubRecipe> {
+    let at = join_key(path, "recipe_path");
+    // A reference in it was reported before references were resolved.
+    if c.out.iter().any(|d| d.is_error() && d.path.as_deref() == Some(&at)) {
+        return None;
+    }
     let recipe_path = c.string(m, "recipe_path", path, true)?;
+    if recipe_path.contains("{{") || recipe_path.contains("{%") {
+        c.error_hint(
+            Code::SubRecipe,
+            &at,
+            format!("`recipe_path` must be a plain path, but `{recipe_path}` holds a template (recipe paths are not expanded)"),
+            Some("write the sub-recipe's file path, relative to this recipe (e.g. `sub/summary.yaml`)".into()),
+        );
+        return None;
+    }
     let full = base_dir.join(&recipe_path);
     let (recipe, plan) = match loader.load_sub_recipe(&full) {
         Ok(loaded) => loaded,
@@ -939,13 +976,33 @@ fn sub_recipe(
         Some(Value::Object(entries)) => {
             let sub_ids: Vec<&str> = recipe.user_inputs.iter().map(|u| u.id.as_str()).collect();
             for key in entries.keys() {
-                if !sub_ids.contains(&key.as_str()) {
-                    c.error_hint(
-                        Code::UnknownOutput,
-                        &join_key(&join_key(path, "input_mapping"), key),
+                if sub_ids.contains(&key.as_str()) {
+                    continue;
+                }
+                let at = join_key(&join_key(path, "input_mapping"), key);
+                // A near miss of a declared input is a typo; anything else
+                // is passed into the sub-recipe's state, as Content
+                // Composer does.
+                match did_you_mean(key, sub_ids.iter().copied()) {
+                    Some(hint) => c.error_hint(
+                        Code::SubRecipeInput,
+                        &at,
                         format!("sub-recipe `{}` has no input `{key}`", recipe.name),
-                        did_you_mean(key, sub_ids.iter().copied()),
-                    );
+                        Some(hint),
+                    ),
+                    None => c.out.push(
+                        Diagnostic::warning(
+                            Code::SubRecipeInput,
+                            format!(
+                                "sub-recipe `{}` declares no input `{key}`; the value is passed into its state as it is",
+                                recipe.name
+                            ),
+                        )
+                        .at(at)
+                        .with_hint(Some(format!(
+                            "declare it in the sub-recipe's `user_inputs` (`- id: {key}`) to have it checked"
+                        ))),
+                    ),
                 }
             }
             c.template_values(
@@ -1021,6 +1078,27 @@ fn sub_recipe(
     })
 }
 
+/// A Jinja spelling for operators from other languages that conditions
+/// are often written with.
+fn condition_hint(cond: &str) -> Option<String> {
+    if let Some((left, right)) = cond.split_once(" contains ") {
+        let (left, right) = (left.trim(), right.trim());
+        return Some(format!(
+            "Jinja has no `contains` operator; write `{right} in {left}`"
+        ));
+    }
+    for (wrong, right) in [("&&", "and"), ("||", "or"), ("===", "=="), ("!==", "!=")] {
+        if cond.contains(wrong) {
+            return Some(format!("Jinja writes `{wrong}` as `{right}`"));
+        }
+    }
+    let t = cond.trim_start();
+    if t.starts_with('!') && !t.starts_with("!=") {
+        return Some("Jinja writes `!x` as `not x`".into());
+    }
+    None
+}
+
 /// `"{{ x > 1 }}"` → `x > 1`; a bare expression is returned as it is.
 pub fn strip_braces(condition: &str) -> &str {
     let t = condition.trim();
@@ -1076,10 +1154,11 @@ fn edge(
             };
             if let Some(cond) = &condition {
                 if let Err(e) = template::check_expression(cond) {
-                    c.error(
+                    c.error_hint(
                         Code::InvalidTemplate,
                         &join_key(path, "condition"),
                         format!("condition `{cond}` does not parse: {e}"),
+                        condition_hint(cond),
                     );
                 }
             }
@@ -1139,6 +1218,26 @@ fn final_output(
 ) -> Option<FinalOutput> {
     let check_key = |c: &mut Checker, key: &str, at: &str| {
         let head = key.split('.').next().unwrap_or_default();
+        let is_name = head
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_alphabetic() || ch == '_');
+        if !is_name {
+            let mut names: Vec<&str> = known
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !k.ends_with("_error") && !k.ends_with("_errors"))
+                .collect();
+            names.sort_unstable();
+            let shown: Vec<String> = names.iter().take(8).map(|n| format!("`{n}`")).collect();
+            c.error_hint(
+                Code::UnknownOutput,
+                at,
+                format!("final output `{key}` is not a key: write a state key or a dotted path (a placeholder such as `...` cannot be left in)"),
+                Some(format!("known keys: {}", shown.join(", "))),
+            );
+            return;
+        }
         if !known.contains(head) {
             c.error_hint(
                 Code::UnknownOutput,
@@ -1173,10 +1272,11 @@ fn final_output(
                 Some(Value::String(s)) => {
                     let cond = strip_braces(s).to_string();
                     if let Err(e) = template::check_expression(&cond) {
-                        c.error(
+                        c.error_hint(
                             Code::InvalidTemplate,
                             &join_key(path, "condition"),
                             format!("condition `{cond}` does not parse: {e}"),
+                            condition_hint(&cond),
                         );
                     }
                     Some(cond)
