@@ -8,6 +8,7 @@
 //! durations).
 
 mod cli_run;
+mod compat;
 mod hitl;
 mod loops;
 mod map;
