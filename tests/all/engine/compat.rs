@@ -96,3 +96,40 @@ fn unknown_functions_are_reported_with_line_and_column() {
         out.describe()
     );
 }
+
+#[test]
+fn a_plugin_opens_a_relative_file_input() {
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    if !dist.join("extract_file_content.wasm").is_file() {
+        panic!("plugins/dist/extract_file_content.wasm is missing: run scripts/test.sh once");
+    }
+    let dir = support::temp_dir();
+    support::write(dir.path(), "docs/report.md", "# Quarterly report\n\nRevenue rose.\n");
+    support::write(
+        dir.path(),
+        "composer.toml",
+        &format!(
+            "[plugins]\npaths = [{:?}]\ncache_dir = {:?}\n",
+            dist.to_string_lossy(),
+            dir.path().join("plugin-cache").to_string_lossy()
+        ),
+    );
+    let recipe = support::fixture("compat/file_input_plugin/recipe.yaml");
+    let out = support::composer_in(
+        dir.path(),
+        [
+            "run".as_ref(),
+            recipe.as_os_str(),
+            "-i".as_ref(),
+            "document=docs/report.md".as_ref(),
+            "--json".as_ref(),
+            "--no-cache".as_ref(),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.describe());
+    assert!(
+        out.stdout.contains("Revenue rose."),
+        "the plugin read the file: {}",
+        out.describe()
+    );
+}
