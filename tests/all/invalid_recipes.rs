@@ -571,7 +571,11 @@ fn cycles_name_the_whole_chain() {
 /// `@reference:` form.
 #[test]
 fn an_unknown_model_reference_is_reported_once() {
-    for dir in ["unknown_reference", "reference_colon_form", "nested_reference_hint"] {
+    for dir in [
+        "unknown_reference",
+        "reference_colon_form",
+        "nested_reference_hint",
+    ] {
         let recipe = recipe_file(dir);
         let failure = match composer::check_file(&recipe) {
             Ok(_) => panic!("{dir}: loaded"),
@@ -603,9 +607,17 @@ fn a_recipe_path_that_is_not_plain_is_one_error() {
             Err(f) => f,
         };
         let errors: Vec<&Diagnostic> = failure.errors().collect();
-        assert_eq!(errors.len(), 1, "{dir}:\n{}", describe(&failure.diagnostics));
+        assert_eq!(
+            errors.len(),
+            1,
+            "{dir}:\n{}",
+            describe(&failure.diagnostics)
+        );
         assert!(
-            errors[0].hint.as_deref().is_some_and(|h| h.contains("relative to this recipe")),
+            errors[0]
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("relative to this recipe")),
             "{:?}",
             errors[0].hint
         );

@@ -446,8 +446,9 @@ fn imports_are_found_in_parent_folders_up_to_the_project_root() {
     let w = found[0];
     assert!(!w.is_error());
     assert!(
-        w.message.contains("imported file `definitions/common.yaml` is not beside the importing file; using `")
-            && w.message.contains("found in a parent folder"),
+        w.message.contains(
+            "imported file `definitions/common.yaml` is not beside the importing file; using `"
+        ) && w.message.contains("found in a parent folder"),
         "{}",
         w.message
     );
@@ -465,20 +466,25 @@ fn imports_are_found_in_parent_folders_up_to_the_project_root() {
 #[test]
 fn the_parent_folder_search_stops_at_the_project_root() {
     let dir = support::temp_dir();
-    support::write(dir.path(), "definitions/common.yaml", "writer: {provider: mock, model: echo}\n");
+    support::write(
+        dir.path(),
+        "definitions/common.yaml",
+        "writer: {provider: mock, model: echo}\n",
+    );
     support::write(dir.path(), "project/composer.toml", "");
     let recipe = support::write(
         dir.path(),
         "project/recipes/r.yaml",
         "imports: [definitions/common.yaml]\nname: r\nnodes:\n  - {id: a, type: language_task, model: \"@writer\", prompt: hi}\n",
     );
-    let failure = composer::recipe::load_file(&recipe).err().expect("must not load");
+    let failure = composer::recipe::load_file(&recipe).expect_err("must not load");
     let e = failure
         .errors()
         .find(|d| d.code == Code::ImportMissing)
         .unwrap_or_else(|| panic!("{failure}"));
     assert!(
-        e.message.contains("then in the parent folders up to the project root"),
+        e.message
+            .contains("then in the parent folders up to the project root"),
         "{}",
         e.message
     );
@@ -492,13 +498,19 @@ fn broken_references_in_unused_definitions_are_warnings() {
     assert_eq!(found.len(), 1, "{:?}", loaded.warnings);
     let w = found[0];
     assert!(
-        w.message.contains("reference to unknown definition `@some_missing_name`")
-            && w.message.contains("(in the definition `models.reviewer`, which this recipe does not use: ignored)"),
+        w.message
+            .contains("reference to unknown definition `@some_missing_name`")
+            && w.message.contains(
+                "(in the definition `models.reviewer`, which this recipe does not use: ignored)"
+            ),
         "{}",
         w.message
     );
     assert_eq!(
-        w.file.as_deref().and_then(|f| f.file_name()).and_then(|n| n.to_str()),
+        w.file
+            .as_deref()
+            .and_then(|f| f.file_name())
+            .and_then(|n| n.to_str()),
         Some("defs.yaml")
     );
     assert_eq!(w.line, Some(5));
@@ -513,8 +525,7 @@ fn a_definition_built_from_a_broken_one_is_an_error_when_used() {
         Format::Yaml,
         &dir,
     )
-    .err()
-    .expect("must not load");
+    .expect_err("must not load");
     let e = failure
         .errors()
         .find(|d| d.code == Code::UnknownReference)
@@ -526,8 +537,7 @@ fn a_definition_built_from_a_broken_one_is_an_error_when_used() {
 #[test]
 fn a_namespaced_name_used_bare_gets_the_nested_path_as_hint() {
     let failure = composer::check_file(&support::fixture("invalid/namespace_required/recipe.yaml"))
-        .err()
-        .expect("must not load");
+        .expect_err("must not load");
     let e = failure.errors().next().expect("one error");
     assert_eq!(
         e.hint.as_deref(),
@@ -541,7 +551,9 @@ fn on_error_skip_on_a_plain_node_means_continue() {
     let found = warnings_with(&loaded, Code::InvalidValue);
     assert_eq!(found.len(), 1, "{:?}", loaded.warnings);
     assert!(
-        found[0].message.starts_with("`on_error: skip` is for map nodes; on this node it means `continue`"),
+        found[0]
+            .message
+            .starts_with("`on_error: skip` is for map nodes; on this node it means `continue`"),
         "{}",
         found[0].message
     );
@@ -562,6 +574,9 @@ fn undeclared_sub_recipe_inputs_are_a_warning() {
         found[0].message,
         "sub-recipe `undeclared` declares no input `topic`; the value is passed into its state as it is"
     );
-    assert_eq!(found[0].path.as_deref(), Some("nodes[0].input_mapping.topic"));
+    assert_eq!(
+        found[0].path.as_deref(),
+        Some("nodes[0].input_mapping.topic")
+    );
     assert_eq!(found[0].line, Some(9));
 }

@@ -678,14 +678,12 @@ impl Preflight<'_> {
                     &format!("{path}."),
                     Some(node),
                 ),
-                NodeKind::Recipe(sub) => {
-                    self.nodes(
-                        &sub.recipe,
-                        sub.recipe.nodes.iter(),
-                        &format!("{path}/"),
-                        None,
-                    )
-                }
+                NodeKind::Recipe(sub) => self.nodes(
+                    &sub.recipe,
+                    sub.recipe.nodes.iter(),
+                    &format!("{path}/"),
+                    None,
+                ),
                 _ => {}
             }
         }

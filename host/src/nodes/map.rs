@@ -173,7 +173,8 @@ fn item_context(
             item_override = Some(spec);
         }
     }
-    let item_model = choose_model(None, item_override.as_ref(), task, Some(map), &ctx.recipe).cloned();
+    let item_model =
+        choose_model(None, item_override.as_ref(), task, Some(map), &ctx.recipe).cloned();
     overlay.insert("item".into(), item.clone());
     overlay.insert("index".into(), Value::from(index));
     Ok(NodeCtx {

@@ -6,8 +6,8 @@
 
 use super::settings::RetrySettings;
 use super::ProviderError;
-pub use crate::recipe::policy::{parse_duration, parse_duration_text};
 use crate::recipe::policy::RetryPolicy as NodeRetry;
+pub use crate::recipe::policy::{parse_duration, parse_duration_text};
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq)]

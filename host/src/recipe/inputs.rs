@@ -30,7 +30,13 @@ pub fn coerce(
     } else {
         None
     };
-    coerce_in(input_type, literal_values, value, check_files, base.as_deref())
+    coerce_in(
+        input_type,
+        literal_values,
+        value,
+        check_files,
+        base.as_deref(),
+    )
 }
 
 /// `coerce`, with relative `file` paths resolved against `base` (when given).
@@ -233,8 +239,8 @@ pub fn prepare_in(
             values.insert(key.clone(), value.clone());
         } else {
             let hint = did_you_mean(key, declared.iter().map(|i| i.id.as_str()))
-            .map(|h| format!("; {h}"))
-            .unwrap_or_default();
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
             problems.push(InputProblem {
                 input: key.clone(),
                 message: format!("the recipe declares no such input{hint}"),
@@ -301,7 +307,9 @@ mod tests {
         let expected = dir.join("docs/report.md").display().to_string();
         assert_eq!(values.map(|v| v["document"].clone()), Ok(json!(expected)));
         given.insert("document".into(), json!("docs/missing.md"));
-        let problems = prepare_in(&declared, &given, false, &dir).err().unwrap_or_default();
+        let problems = prepare_in(&declared, &given, false, &dir)
+            .err()
+            .unwrap_or_default();
         assert!(
             problems[0].message.contains("relative to"),
             "{}",

@@ -299,10 +299,8 @@ fn at_definition(
         return d;
     }
     let path = d.path.clone().unwrap_or_default();
-    let inside = |at: &str| {
-        path == at
-            || (path.starts_with(at) && path[at.len()..].starts_with(['.', '[']))
-    };
+    let inside =
+        |at: &str| path == at || (path.starts_with(at) && path[at.len()..].starts_with(['.', '[']));
     let Some((at, reference)) = substitutions
         .iter()
         .filter(|(at, _)| inside(at))
@@ -636,18 +634,21 @@ fn load_definitions_file(
                 .map(|rest| rest.split(['.', '[']).next().unwrap_or(rest).to_string())
         });
         if !wrapped {
-            if let Some(rest) = d.path.as_deref().and_then(|p| p.strip_prefix("definitions.")) {
+            if let Some(rest) = d
+                .path
+                .as_deref()
+                .and_then(|p| p.strip_prefix("definitions."))
+            {
                 d.path = Some(rest.to_string());
             }
         }
         let d = located(d, file, &doc.spans);
         match name {
-            Some(name) if matches!(d.code, Code::UnknownReference | Code::ReferenceCycle) => {
-                lazies.push(Lazy {
+            Some(name) if matches!(d.code, Code::UnknownReference | Code::ReferenceCycle) => lazies
+                .push(Lazy {
                     keys: vec![name],
                     diagnostic: d,
-                })
-            }
+                }),
             _ => out.push(d),
         }
     }
@@ -720,7 +721,11 @@ fn plain_recipe_paths(body: &Map<String, Value>, out: &mut Vec<Diagnostic>) {
         let reference = super::references::has_reference(p);
         let template = p.contains("{{") || p.contains("{%");
         if reference || template {
-            let what = if reference { "a reference" } else { "a template" };
+            let what = if reference {
+                "a reference"
+            } else {
+                "a template"
+            };
             out.push(
                 Diagnostic::error(
                     Code::SubRecipe,

@@ -49,9 +49,10 @@ impl CachePolicy {
                 for (k, v) in m {
                     match k.as_str() {
                         "ttl" => {
-                            p.ttl = Some(parse_duration(v).map_err(|e| {
-                                InvalidSetting(format!("`cache.ttl`: {e}"))
-                            })?)
+                            p.ttl = Some(
+                                parse_duration(v)
+                                    .map_err(|e| InvalidSetting(format!("`cache.ttl`: {e}")))?,
+                            )
                         }
                         "normalize" => p.normalize = flag("normalize", v)?,
                         "enabled" => p.enabled = Some(flag("enabled", v)?),
@@ -145,9 +146,9 @@ pub fn parse_duration_text(s: &str) -> Result<Duration, InvalidSetting> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        InvalidSetting(format!("`{s}` is not a duration (e.g. 500ms, 2s, 1m)"))
-    })?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| InvalidSetting(format!("`{s}` is not a duration (e.g. 500ms, 2s, 1m)")))?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -187,7 +188,8 @@ mod tests {
 
     #[test]
     fn retry_settings() {
-        let p = RetryPolicy::parse(&json!({"max_attempts": 2, "base_delay": "10ms", "max_delay": 1}));
+        let p =
+            RetryPolicy::parse(&json!({"max_attempts": 2, "base_delay": "10ms", "max_delay": 1}));
         assert_eq!(
             p,
             Ok(RetryPolicy {

@@ -17,7 +17,10 @@ enum Piece<'a> {
     Text(std::borrow::Cow<'a, str>),
     Reference(&'a str),
     /// `@reference:name`, a form that does not exist (kept as text).
-    Malformed { text: &'a str, target: &'a str },
+    Malformed {
+        text: &'a str,
+        target: &'a str,
+    },
 }
 
 fn is_name_start(c: char) -> bool {
@@ -275,9 +278,7 @@ impl<'d> Resolver<'d> {
                             format!("`{form}` is not a reference: there is no `@reference:` form"),
                         )
                         .at(path)
-                        .with_hint(Some(format!(
-                            "write `@{target}` or `@reference({target})`"
-                        ))),
+                        .with_hint(Some(format!("write `@{target}` or `@reference({target})`"))),
                     );
                     text.push_str(form);
                 }
@@ -411,7 +412,11 @@ impl<'d> Resolver<'d> {
         }
         let mut paths: Vec<(String, String)> = Vec::new();
         let mut names: Vec<(&String, &Value)> = self.resolved.iter().collect();
-        names.extend(self.raw.iter().filter(|(k, _)| !self.resolved.contains_key(*k)));
+        names.extend(
+            self.raw
+                .iter()
+                .filter(|(k, _)| !self.resolved.contains_key(*k)),
+        );
         names.sort_by(|a, b| a.0.cmp(b.0));
         for (def, value) in names {
             walk(value, def, 1, &mut paths);

@@ -539,11 +539,12 @@ pub fn model_spec_from(value: &Value) -> Result<ModelSpec, String> {
 fn model_spec(c: &mut Checker, value: &Value, path: &str) -> Option<ModelSpec> {
     // A reference that did not resolve is left as text; its error is the
     // root cause, so "a model must be a mapping" would only repeat it.
-    let unresolved = value.as_str().is_some_and(|s| {
-        s.starts_with('@') && super::references::has_reference(s)
-    }) && c.out.iter().any(|d| {
-        d.is_error() && matches!(d.code, Code::UnknownReference | Code::ReferenceCycle)
-    });
+    let unresolved = value
+        .as_str()
+        .is_some_and(|s| s.starts_with('@') && super::references::has_reference(s))
+        && c.out.iter().any(|d| {
+            d.is_error() && matches!(d.code, Code::UnknownReference | Code::ReferenceCycle)
+        });
     if unresolved {
         return None;
     }
@@ -936,7 +937,10 @@ fn sub_recipe(
 ) -> Option<SubRecipe> {
     let at = join_key(path, "recipe_path");
     // A reference in it was reported before references were resolved.
-    if c.out.iter().any(|d| d.is_error() && d.path.as_deref() == Some(&at)) {
+    if c.out
+        .iter()
+        .any(|d| d.is_error() && d.path.as_deref() == Some(&at))
+    {
         return None;
     }
     let recipe_path = c.string(m, "recipe_path", path, true)?;

@@ -26,10 +26,14 @@ async fn mapped_values_reach_a_sub_recipe_that_does_not_declare_them() {
 
 #[tokio::test]
 async fn on_error_skip_on_a_plain_node_continues_the_run() {
-    let ran = Setup::recipe(compat("on_error_skip/recipe.yaml")).run().await;
+    let ran = Setup::recipe(compat("on_error_skip/recipe.yaml"))
+        .run()
+        .await;
     assert_eq!(ran.out("flaky"), &json!(null));
     assert!(
-        ran.out("flaky_error").as_str().is_some_and(|e| e.contains("boom")),
+        ran.out("flaky_error")
+            .as_str()
+            .is_some_and(|e| e.contains("boom")),
         "{:?}",
         ran.out("flaky_error")
     );
@@ -42,10 +46,7 @@ async fn an_omitted_optional_input_prints_as_empty_text() {
         .input("a", "x")
         .run()
         .await;
-    assert_eq!(
-        ran.out("show"),
-        &json!("A=x C=. undefined fallback unset")
-    );
+    assert_eq!(ran.out("show"), &json!("A=x C=. undefined fallback unset"));
     // Given, it is an ordinary value.
     let ran = Setup::recipe(compat("omitted_optional_input/recipe.yaml"))
         .input("a", "x")
@@ -90,8 +91,11 @@ fn unknown_functions_are_reported_with_line_and_column() {
     let out = support::composer_in(dir.path(), ["validate".as_ref(), recipe.as_os_str()]);
     assert_eq!(out.code, Some(1), "{}", out.describe());
     assert!(
-        out.stderr.contains("error[unknown-function]: function `no_such_function` is not provided")
-            && out.stderr.contains("recipe.yaml:5:26 at `nodes[0].function_identifier`"),
+        out.stderr
+            .contains("error[unknown-function]: function `no_such_function` is not provided")
+            && out
+                .stderr
+                .contains("recipe.yaml:5:26 at `nodes[0].function_identifier`"),
         "{}",
         out.describe()
     );
@@ -104,7 +108,11 @@ fn a_plugin_opens_a_relative_file_input() {
         panic!("plugins/dist/extract_file_content.wasm is missing: run scripts/test.sh once");
     }
     let dir = support::temp_dir();
-    support::write(dir.path(), "docs/report.md", "# Quarterly report\n\nRevenue rose.\n");
+    support::write(
+        dir.path(),
+        "docs/report.md",
+        "# Quarterly report\n\nRevenue rose.\n",
+    );
     support::write(
         dir.path(),
         "composer.toml",

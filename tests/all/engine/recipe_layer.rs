@@ -165,12 +165,11 @@ async fn a_self_loop_is_an_entry_node_and_runs_to_its_bound() {
 
 #[tokio::test]
 async fn a_self_loop_past_its_bound_fails_naming_the_loop() {
-    let ran = Setup::new(&SPIN.replace("spin < 5", "spin < 50")).run().await;
+    let ran = Setup::new(&SPIN.replace("spin < 5", "spin < 50"))
+        .run()
+        .await;
     let message = ran.error().to_string();
-    assert!(
-        message.contains("loop over spin ran 5 times"),
-        "{message}"
-    );
+    assert!(message.contains("loop over spin ran 5 times"), "{message}");
     assert_eq!(ran.started("spin").len(), 5, "{}", ran.describe());
 }
 
