@@ -148,16 +148,29 @@ impl NodeCtx {
             return Ok((self.vars.clone(), None));
         };
         let mut resolved = Values::with_capacity(entries.len());
+        // Text templates print omitted optional inputs as empty text, as
+        // prompts do; names and single expressions keep them null.
+        let mut text_ctx: Option<Value> = None;
         for (key, raw) in entries {
-            let v = state::resolve_entry(raw, &self.vars, &self.producers)
-                .map_err(|e| NodeError::template(format!("input `{key}`"), e))?;
+            let v = match raw {
+                serde_json::Value::String(s)
+                    if crate::template::is_template(s)
+                        && crate::template::single_expression(s).is_none() =>
+                {
+                    let ctx =
+                        text_ctx.get_or_insert_with(|| self.prompt_context(self.vars.clone()));
+                    crate::template::render(s, ctx).map(Value::from)
+                }
+                _ => state::resolve_entry(raw, &self.vars, &self.producers),
+            }
+            .map_err(|e| NodeError::template(format!("input `{key}`"), e))?;
             resolved.insert(key.clone(), v);
         }
         let ctx = state::layered(resolved.clone(), self.vars.clone());
         Ok((ctx, Some(resolved)))
     }
 
-    /// The context a prompt is rendered in: `vars`, where optional inputs
+    /// The context a prompt (or a text template input) is rendered in: `vars`, where optional inputs
     /// that were omitted (no default, not given: null in the state) are
     /// undefined as in Jinja2, so they print as empty text while
     /// `is defined`, `default(..)` and `if` treat them as missing.

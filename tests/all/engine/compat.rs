@@ -47,6 +47,8 @@ async fn an_omitted_optional_input_prints_as_empty_text() {
         .run()
         .await;
     assert_eq!(ran.out("show"), &json!("A=x C=. undefined fallback unset"));
+    // A text template input prints it the same way; the name alone is null.
+    assert_eq!(ran.out("note"), &json!({"text": "C=.", "raw": null}));
     // Given, it is an ordinary value.
     let ran = Setup::recipe(compat("omitted_optional_input/recipe.yaml"))
         .input("a", "x")
@@ -54,6 +56,7 @@ async fn an_omitted_optional_input_prints_as_empty_text() {
         .run()
         .await;
     assert_eq!(ran.out("show"), &json!("A=x C=y. defined y set"));
+    assert_eq!(ran.out("note"), &json!({"text": "C=y.", "raw": "y"}));
 }
 
 #[test]
