@@ -1,6 +1,8 @@
 //! `recipe`: run another recipe as one node. Inputs come from
 //! `input_mapping` (same resolution rules as `input`) or, without it, from
-//! parent keys named like the sub-recipe's inputs. With `output_mapping`,
+//! parent keys named like the sub-recipe's inputs and the node's own
+//! `input` entries. Values the sub-recipe does not declare are passed into
+//! its state as they are. With `output_mapping`,
 //! each mapped key is written to the parent state (after the node output,
 //! so a mapped key wins over an output of the same name) and the node output
 //! holds the mapping; without it the output is the sub-recipe's final outputs.
@@ -28,6 +30,12 @@ pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutp
             for input in &recipe.user_inputs {
                 if let Some(v) = lookup(&vars, &input.id).filter(|v| !v.is_none()) {
                     given.insert(input.id.clone(), to_json(&v));
+                }
+            }
+            // The node's own `input` entries go in too, declared or not.
+            for key in node.input.iter().flat_map(|entries| entries.keys()) {
+                if let (false, Some(v)) = (given.contains_key(key), lookup(&vars, key)) {
+                    given.insert(key.clone(), to_json(&v));
                 }
             }
         }

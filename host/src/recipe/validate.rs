@@ -975,40 +975,21 @@ fn sub_recipe(
             return None;
         }
     };
+    let sub_ids: Vec<&str> = recipe.user_inputs.iter().map(|u| u.id.as_str()).collect();
+    let mapped = match m.get("input_mapping") {
+        Some(Value::Object(entries)) => Some(("input_mapping", entries)),
+        None | Some(Value::Null) => match m.get("input") {
+            Some(Value::Object(entries)) => Some(("input", entries)),
+            _ => None,
+        },
+        Some(_) => None,
+    };
+    if let Some((field, entries)) = mapped {
+        undeclared_sub_inputs(c, &recipe, &sub_ids, entries, &join_key(path, field));
+    }
     let input_mapping = match m.get("input_mapping") {
         None | Some(Value::Null) => None,
         Some(Value::Object(entries)) => {
-            let sub_ids: Vec<&str> = recipe.user_inputs.iter().map(|u| u.id.as_str()).collect();
-            for key in entries.keys() {
-                if sub_ids.contains(&key.as_str()) {
-                    continue;
-                }
-                let at = join_key(&join_key(path, "input_mapping"), key);
-                // A near miss of a declared input is a typo; anything else
-                // is passed into the sub-recipe's state, as Content
-                // Composer does.
-                match did_you_mean(key, sub_ids.iter().copied()) {
-                    Some(hint) => c.error_hint(
-                        Code::SubRecipeInput,
-                        &at,
-                        format!("sub-recipe `{}` has no input `{key}`", recipe.name),
-                        Some(hint),
-                    ),
-                    None => c.out.push(
-                        Diagnostic::warning(
-                            Code::SubRecipeInput,
-                            format!(
-                                "sub-recipe `{}` declares no input `{key}`; the value is passed into its state as it is",
-                                recipe.name
-                            ),
-                        )
-                        .at(at)
-                        .with_hint(Some(format!(
-                            "declare it in the sub-recipe's `user_inputs` (`- id: {key}`) to have it checked"
-                        ))),
-                    ),
-                }
-            }
             c.template_values(
                 &Value::Object(entries.clone()),
                 &join_key(path, "input_mapping"),
@@ -1101,6 +1082,45 @@ fn condition_hint(cond: &str) -> Option<String> {
         return Some("Jinja writes `!x` as `not x`".into());
     }
     None
+}
+
+/// Keys passed into a sub-recipe that it does not declare: a near miss of
+/// a declared input is an error (a typo), anything else a warning (the
+/// value is passed into its state as it is, as Content Composer does).
+fn undeclared_sub_inputs(
+    c: &mut Checker,
+    recipe: &Recipe,
+    sub_ids: &[&str],
+    entries: &Map<String, Value>,
+    path: &str,
+) {
+    for key in entries.keys() {
+        if sub_ids.contains(&key.as_str()) {
+            continue;
+        }
+        let at = join_key(path, key);
+        match did_you_mean(key, sub_ids.iter().copied()) {
+            Some(hint) => c.error_hint(
+                Code::SubRecipeInput,
+                &at,
+                format!("sub-recipe `{}` has no input `{key}`", recipe.name),
+                Some(hint),
+            ),
+            None => c.out.push(
+                Diagnostic::warning(
+                    Code::SubRecipeInput,
+                    format!(
+                        "sub-recipe `{}` declares no input `{key}`; the value is passed into its state as it is",
+                        recipe.name
+                    ),
+                )
+                .at(at)
+                .with_hint(Some(format!(
+                    "declare it in the sub-recipe's `user_inputs` (`- id: {key}`) to have it checked"
+                ))),
+            ),
+        }
+    }
 }
 
 /// `"{{ x > 1 }}"` → `x > 1`; a bare expression is returned as it is.

@@ -25,6 +25,23 @@ async fn mapped_values_reach_a_sub_recipe_that_does_not_declare_them() {
 }
 
 #[tokio::test]
+async fn without_input_mapping_the_nodes_input_entries_reach_the_sub_recipe() {
+    let path = support::fixture("compat/sub_recipe_undeclared_input/by_input.yaml");
+    let loaded = composer::recipe::load_file(&path).unwrap_or_else(|f| panic!("{f}"));
+    let warning = loaded
+        .warnings
+        .iter()
+        .find(|d| d.code == composer::recipe::Code::SubRecipeInput)
+        .unwrap_or_else(|| panic!("{:?}", loaded.warnings));
+    assert_eq!(warning.path.as_deref(), Some("nodes[0].input.topic"));
+    let ran = Setup::recipe(loaded.recipe)
+        .input("subject", "rivers")
+        .run()
+        .await;
+    assert_eq!(ran.out("article"), &json!({"write": "Article on rivers"}));
+}
+
+#[tokio::test]
 async fn on_error_skip_on_a_plain_node_continues_the_run() {
     let ran = Setup::recipe(compat("on_error_skip/recipe.yaml"))
         .run()
