@@ -185,6 +185,7 @@ const CASES: &[Case] = &[
     // point the right way.
     case("used_broken_definition", Code::UnknownReference, P("definitions.reviewer.model"), "unknown definition `@some_missing_name`").in_file("defs.yaml").on_line(5),
     case("reference_colon_form", Code::UnknownReference, P("nodes[0].model"), "`@reference:models.writer` is not a reference: there is no `@reference:` form").hint("write `@models.writer` or `@reference(models.writer)`").on_line(7),
+    case("model_reference_reported_once", Code::UnknownReference, P("nodes[0].model"), "reference `@models.writr`: `models` has no `writr`").hint("did you mean `writer`?").on_line(7),
     case("nested_reference_hint", Code::UnknownReference, P("nodes[0].model"), "unknown definition `@reasoning_specialist`").hint("did you mean `@models.reasoning_specialist`?"),
     case("unwrapped_import_error_line", Code::UnknownReference, P("reviewer.model"), "unknown definition `@missing_model_name`").in_file("defs.yaml").on_line(5),
     case("final_output_placeholder", Code::UnknownOutput, P("final_outputs[1]"), "final output `...` is not a key").hint("`write`").on_line(9),

@@ -103,11 +103,7 @@ fn relative_file_inputs_are_resolved_against_the_working_directory() {
 #[test]
 fn unknown_functions_are_reported_with_line_and_column() {
     let dir = support::temp_dir();
-    let recipe = support::write(
-        dir.path(),
-        "recipe.yaml",
-        "name: calls nothing known\nnodes:\n  - id: f\n    type: function_task\n    function_identifier: no_such_function\n",
-    );
+    let recipe = support::fixture("compat/unknown_function/recipe.yaml");
     let out = support::composer_in(dir.path(), ["validate".as_ref(), recipe.as_os_str()]);
     assert_eq!(out.code, Some(1), "{}", out.describe());
     assert!(
