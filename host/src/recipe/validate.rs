@@ -6,6 +6,7 @@ use super::diagnostic::{did_you_mean, Code, Diagnostic};
 use super::document::{join_index, join_key};
 use super::load::Loader;
 use super::model::*;
+use super::policy::InvalidSetting;
 use crate::template;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
@@ -507,20 +508,20 @@ fn user_inputs(c: &mut Checker, value: Option<&Value>) -> Vec<UserInput> {
 }
 
 /// A model mapping: `provider` and `model` required, other keys are params.
-pub fn model_spec_from(value: &Value) -> Result<ModelSpec, String> {
+pub fn model_spec_from(value: &Value) -> Result<ModelSpec, InvalidSetting> {
     let Value::Object(m) = value else {
-        return Err(format!(
+        return Err(InvalidSetting(format!(
             "a model must be a mapping with `provider` and `model`, found {}",
             kind_of(value)
-        ));
+        )));
     };
     let field = |key: &str| match m.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(other) => Err(format!(
+        Some(other) => Err(InvalidSetting(format!(
             "model `{key}` must be text, found {}",
             kind_of(other)
-        )),
-        None => Err(format!("model mapping is missing `{key}`")),
+        ))),
+        None => Err(InvalidSetting(format!("model mapping is missing `{key}`"))),
     };
     let provider = field("provider")?;
     let model = field("model")?;
@@ -550,7 +551,7 @@ fn model_spec(c: &mut Checker, value: &Value, path: &str) -> Option<ModelSpec> {
     }
     match model_spec_from(value) {
         Ok(spec) => Some(spec),
-        Err(message) => {
+        Err(InvalidSetting(message)) => {
             c.error(Code::InvalidValue, path, message);
             None
         }
