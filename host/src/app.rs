@@ -312,6 +312,7 @@ impl Composer {
             &inputs,
             true,
             options.model_override.as_ref(),
+            None,
         )
         .map_err(|e| ResumeError::NotStarted {
             id: run_id.to_string(),

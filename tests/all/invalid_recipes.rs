@@ -134,6 +134,8 @@ const CASES: &[Case] = &[
     case("invalid_output_format", Code::InvalidValue, P("nodes[0].output_format"), "unknown output_format `jsn`").hint("did you mean `json`?"),
     case("invalid_on_error", Code::InvalidValue, P("nodes[0].on_error"), "unknown on_error `ignore`"),
     case("invalid_timeout", Code::InvalidValue, P("nodes[0].timeout"), "positive number of seconds"),
+    case("invalid_cache_setting", Code::InvalidValue, P("nodes[0].cache"), "`cache.ttl`: `soon` is not a duration").on_line(7),
+    case("invalid_retry_setting", Code::InvalidValue, P("nodes[0].retry"), "`retry.max_attempts` must be a whole number from 1 to 100, found 0").on_line(7),
     case("function_task_without_identifier", Code::MissingField, P("nodes[0].function_identifier"), "missing required field `function_identifier`"),
     case("reduce_without_identifier", Code::MissingField, P("nodes[0].function_identifier"), "missing required field `function_identifier`"),
     case("model_without_provider", Code::InvalidValue, P("nodes[0].model"), "missing `provider`"),
@@ -169,7 +171,7 @@ const CASES: &[Case] = &[
     // Sub-recipes (section 5, `recipe`).
     case("sub_recipe_missing", Code::SubRecipe, P("nodes[0].recipe_path"), "cannot read sub-recipe").on_line(5),
     case("sub_recipe_invalid", Code::UnknownNodeType, P("nodes[0].type"), "`langauge_task`").in_file("sub.yaml"),
-    case("sub_recipe_unknown_input", Code::UnknownOutput, P("nodes[0].input_mapping.topik"), "has no input `topik`").hint("did you mean `topic`?"),
+    case("sub_recipe_unknown_input", Code::SubRecipeInput, P("nodes[0].input_mapping.topik"), "has no input `topik`").hint("did you mean `topic`?"),
     case("sub_recipe_unknown_output", Code::UnknownOutput, P("nodes[0].output_mapping.article"), "produces no `wrte`"),
     case("recursive_recipe_path", Code::RecipeCycle, P("nodes[0].recipe_path"), "recipe.yaml -> ").in_file("b.yaml"),
     case("recipe_path_self", Code::RecipeCycle, P("nodes[0].recipe_path"), "recipe_path is recursive"),
@@ -178,6 +180,19 @@ const CASES: &[Case] = &[
     case("final_output_unknown_key", Code::UnknownOutput, P("final_outputs[1]"), "no input or node output is called `wrte`").hint("`write`"),
     case("final_output_entry_unknown_value", Code::UnknownOutput, P("final_outputs[0].value"), "`writ`"),
     case("final_output_condition_error", Code::InvalidTemplate, P("final_outputs[0].condition"), "does not parse"),
+
+    // Issue 17: what Content Composer's users write, and messages that
+    // point the right way.
+    case("used_broken_definition", Code::UnknownReference, P("definitions.reviewer.model"), "unknown definition `@some_missing_name`").in_file("defs.yaml").on_line(5),
+    case("reference_colon_form", Code::UnknownReference, P("nodes[0].model"), "`@reference:models.writer` is not a reference: there is no `@reference:` form").hint("write `@models.writer` or `@reference(models.writer)`").on_line(7),
+    case("model_reference_reported_once", Code::UnknownReference, P("nodes[0].model"), "reference `@models.writr`: `models` has no `writr`").hint("did you mean `writer`?").on_line(7),
+    case("nested_reference_hint", Code::UnknownReference, P("nodes[0].model"), "unknown definition `@reasoning_specialist`").hint("did you mean `@models.reasoning_specialist`?"),
+    case("unwrapped_import_error_line", Code::UnknownReference, P("reviewer.model"), "unknown definition `@missing_model_name`").in_file("defs.yaml").on_line(5),
+    case("final_output_placeholder", Code::UnknownOutput, P("final_outputs[1]"), "final output `...` is not a key").hint("`write`").on_line(9),
+    case("recipe_path_reference", Code::SubRecipe, P("nodes[0].recipe_path"), "`recipe_path` must be a plain path, but `@paths` holds a reference").on_line(7),
+    case("recipe_path_template", Code::SubRecipe, P("nodes[0].recipe_path"), "`recipe_path` must be a plain path, but `{{ which }}.yaml` holds a template").on_line(7),
+    case("condition_contains", Code::InvalidTemplate, P("edges[1].condition"), "condition `write contains 'TODO'` does not parse").hint("write `'TODO' in write`").on_line(15),
+    case("condition_contains_in_definitions", Code::InvalidTemplate, P("edges[1].condition"), "condition `'x' contains 'y'` does not parse").hint("write `'y' in 'x'`").in_file("flow.yaml").on_line(8),
 ];
 
 fn invalid_dir() -> PathBuf {
@@ -550,4 +565,62 @@ fn cycles_name_the_whole_chain() {
 
     let references = message_of("reference_cycle", Code::ReferenceCycle);
     assert!(references.ends_with("@a -> @b -> @a"), "{references}");
+}
+
+/// Issue 17: one broken reference is reported once, not also as "a model
+/// must be a mapping" for the text it left behind; the same for the
+/// `@reference:` form.
+#[test]
+fn an_unknown_model_reference_is_reported_once() {
+    for dir in [
+        "unknown_reference",
+        "reference_colon_form",
+        "nested_reference_hint",
+    ] {
+        let recipe = recipe_file(dir);
+        let failure = match composer::check_file(&recipe) {
+            Ok(_) => panic!("{dir}: loaded"),
+            Err(f) => f,
+        };
+        let errors: Vec<&Diagnostic> = failure.errors().collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "{dir}: one root cause, one error:\n{}",
+            describe(&failure.diagnostics)
+        );
+        assert!(
+            !errors[0].message.contains("must be a mapping"),
+            "{}",
+            errors[0].message
+        );
+    }
+}
+
+/// Issue 17: a reference or template in `recipe_path` is one error (the
+/// path is never read).
+#[test]
+fn a_recipe_path_that_is_not_plain_is_one_error() {
+    for dir in ["recipe_path_reference", "recipe_path_template"] {
+        let recipe = recipe_file(dir);
+        let failure = match composer::check_file(&recipe) {
+            Ok(_) => panic!("{dir}: loaded"),
+            Err(f) => f,
+        };
+        let errors: Vec<&Diagnostic> = failure.errors().collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "{dir}:\n{}",
+            describe(&failure.diagnostics)
+        );
+        assert!(
+            errors[0]
+                .hint
+                .as_deref()
+                .is_some_and(|h| h.contains("relative to this recipe")),
+            "{:?}",
+            errors[0].hint
+        );
+    }
 }

@@ -431,3 +431,152 @@ fn in_memory_recipes_load_in_both_formats() {
     assert_eq!(d.line, Some(3));
     assert!(d.file.is_some());
 }
+
+// Issue 17: recipes as Content Composer's users write them.
+
+fn warnings_with(loaded: &Loaded, code: Code) -> Vec<&composer::recipe::Diagnostic> {
+    loaded.warnings.iter().filter(|d| d.code == code).collect()
+}
+
+#[test]
+fn imports_are_found_in_parent_folders_up_to_the_project_root() {
+    let loaded = load("compat/project_root_import/recipes/article.yaml");
+    let found = warnings_with(&loaded, Code::ImportMissing);
+    assert_eq!(found.len(), 1, "{:?}", loaded.warnings);
+    let w = found[0];
+    assert!(!w.is_error());
+    assert!(
+        w.message.contains(
+            "imported file `definitions/common.yaml` is not beside the importing file; using `"
+        ) && w.message.contains("found in a parent folder"),
+        "{}",
+        w.message
+    );
+    assert_eq!(
+        w.hint.as_deref(),
+        Some("write the path relative to the importing file: `../definitions/common.yaml`")
+    );
+    assert_eq!((w.path.as_deref(), w.line), (Some("imports[0]"), Some(2)));
+    assert_eq!(
+        model(&loaded.recipe, "write").params.get("reply"),
+        Some(&json!("common {{ prompt }}"))
+    );
+}
+
+#[test]
+fn the_parent_folder_search_stops_at_the_project_root() {
+    let dir = support::temp_dir();
+    support::write(
+        dir.path(),
+        "definitions/common.yaml",
+        "writer: {provider: mock, model: echo}\n",
+    );
+    support::write(dir.path(), "project/composer.toml", "");
+    let recipe = support::write(
+        dir.path(),
+        "project/recipes/r.yaml",
+        "imports: [definitions/common.yaml]\nname: r\nnodes:\n  - {id: a, type: language_task, model: \"@writer\", prompt: hi}\n",
+    );
+    let failure = composer::recipe::load_file(&recipe).expect_err("must not load");
+    let e = failure
+        .errors()
+        .find(|d| d.code == Code::ImportMissing)
+        .unwrap_or_else(|| panic!("{failure}"));
+    assert!(
+        e.message
+            .contains("then in the parent folders up to the project root"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn broken_references_in_unused_definitions_are_warnings() {
+    let loaded = load("compat/unused_broken_definition/recipe.yaml");
+    let found = warnings_with(&loaded, Code::UnknownReference);
+    // `tidy` is built from the broken `reviewer`: still one problem.
+    assert_eq!(found.len(), 1, "{:?}", loaded.warnings);
+    let w = found[0];
+    assert!(
+        w.message
+            .contains("reference to unknown definition `@some_missing_name`")
+            && w.message.contains(
+                "(in the definition `models.reviewer`, which this recipe does not use: ignored)"
+            ),
+        "{}",
+        w.message
+    );
+    assert_eq!(
+        w.file
+            .as_deref()
+            .and_then(|f| f.file_name())
+            .and_then(|n| n.to_str()),
+        Some("defs.yaml")
+    );
+    assert_eq!(w.line, Some(5));
+    assert_eq!(model(&loaded.recipe, "write").model, "echo");
+}
+
+#[test]
+fn a_definition_built_from_a_broken_one_is_an_error_when_used() {
+    let dir = support::fixture("compat/unused_broken_definition");
+    let failure = composer::recipe::load_str(
+        "imports:\n  - {path: defs.yaml, namespace: models}\nname: r\nnodes:\n  - {id: a, type: language_task, model: \"@models.tidy\", prompt: hi}\n",
+        Format::Yaml,
+        &dir,
+    )
+    .expect_err("must not load");
+    let e = failure
+        .errors()
+        .find(|d| d.code == Code::UnknownReference)
+        .unwrap_or_else(|| panic!("{failure}"));
+    assert!(e.message.contains("`@some_missing_name`"), "{}", e.message);
+    assert!(!e.message.contains("ignored"), "{}", e.message);
+}
+
+#[test]
+fn a_namespaced_name_used_bare_gets_the_nested_path_as_hint() {
+    let failure = composer::check_file(&support::fixture("invalid/namespace_required/recipe.yaml"))
+        .expect_err("must not load");
+    let e = failure.errors().next().expect("one error");
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("did you mean `@models.writer`? (`writer` is inside `models`)")
+    );
+}
+
+#[test]
+fn on_error_skip_on_a_plain_node_means_continue() {
+    let loaded = load("compat/on_error_skip/recipe.yaml");
+    let found = warnings_with(&loaded, Code::InvalidValue);
+    assert_eq!(found.len(), 1, "{:?}", loaded.warnings);
+    assert!(
+        found[0]
+            .message
+            .starts_with("`on_error: skip` is for map nodes; on this node it means `continue`"),
+        "{}",
+        found[0].message
+    );
+    assert_eq!(found[0].path.as_deref(), Some("nodes[0].on_error"));
+    assert_eq!(found[0].line, Some(7));
+    assert_eq!(
+        node(&loaded.recipe, "flaky").settings.on_error,
+        Some(composer::recipe::model::OnError::Continue)
+    );
+}
+
+#[test]
+fn undeclared_sub_recipe_inputs_are_a_warning() {
+    let loaded = load("compat/sub_recipe_undeclared_input/recipe.yaml");
+    let found = warnings_with(&loaded, Code::SubRecipeInput);
+    assert_eq!(found.len(), 1, "{:?}", loaded.warnings);
+    assert_eq!(
+        found[0].message,
+        "sub-recipe `undeclared` declares no input `topic`; the value is passed into its state as it is"
+    );
+    assert_eq!(
+        found[0].path.as_deref(),
+        Some("nodes[0].input_mapping.topic")
+    );
+    assert_eq!(found[0].line, Some(9));
+}

@@ -53,61 +53,8 @@ pub enum CacheMode {
     Off,
 }
 
-/// A node's `cache:` setting: `false`, `true`, or `{ttl, normalize}`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NodeCachePolicy {
-    /// None: the default for the node's kind.
-    pub enabled: Option<bool>,
-    pub ttl: Option<Duration>,
-    pub normalize: bool,
-}
-
-impl NodeCachePolicy {
-    pub fn parse(v: Option<&Value>) -> Result<NodeCachePolicy, String> {
-        match v {
-            None | Some(Value::Null) => Ok(NodeCachePolicy::default()),
-            Some(Value::Bool(b)) => Ok(NodeCachePolicy {
-                enabled: Some(*b),
-                ..Default::default()
-            }),
-            Some(Value::Object(m)) => {
-                let mut p = NodeCachePolicy {
-                    enabled: Some(true),
-                    ..Default::default()
-                };
-                for (k, v) in m {
-                    match k.as_str() {
-                        "ttl" => {
-                            p.ttl = Some(
-                                crate::providers::retry::parse_duration(v)
-                                    .map_err(|e| format!("`cache.ttl`: {e}"))?,
-                            )
-                        }
-                        "normalize" => {
-                            p.normalize = v.as_bool().ok_or_else(|| {
-                                format!("`cache.normalize` must be true or false, found {v}")
-                            })?
-                        }
-                        "enabled" => {
-                            p.enabled = Some(v.as_bool().ok_or_else(|| {
-                                format!("`cache.enabled` must be true or false, found {v}")
-                            })?)
-                        }
-                        other => {
-                            return Err(format!(
-                            "unknown `cache` setting `{other}` (known: ttl, normalize, enabled)"
-                        ))
-                        }
-                    }
-                }
-                Ok(p)
-            }
-            Some(other) => Err(format!(
-                "`cache` must be true, false or {{ttl, normalize}}, found {other}"
-            )),
-        }
-    }
-}
+/// A node's `cache:` setting, parsed when the recipe loaded.
+pub use crate::recipe::policy::CachePolicy;
 
 /// Seconds since the epoch; injectable so tests can expire entries.
 pub trait Clock: Send + Sync {

@@ -46,14 +46,14 @@ impl Functions {
         used.into_iter()
             .filter(|(_, name)| registry.get(name).is_none())
             .map(|(path, name)| {
-                let mut d = Diagnostic::error(
-                    Code::UnknownFunction,
-                    format!("function `{name}` is not provided by any plugin or the host"),
+                recipe.locate(
+                    Diagnostic::error(
+                        Code::UnknownFunction,
+                        format!("function `{name}` is not provided by any plugin or the host"),
+                    )
+                    .at(format!("{path}.function_identifier"))
+                    .with_hint(did_you_mean(&name, registry.names())),
                 )
-                .at(format!("{path}.function_identifier"))
-                .with_hint(did_you_mean(&name, registry.names()));
-                d.file = recipe.file.clone();
-                d
             })
             .collect()
     }

@@ -657,7 +657,7 @@ pub fn preflight(
         problems: Vec::new(),
         keys: std::collections::BTreeMap::new(),
     };
-    check.nodes(recipe, recipe.nodes.iter(), "");
+    check.nodes(recipe, recipe.nodes.iter(), "", None);
     let mut problems = check.problems;
     for (var, nodes) in check.keys {
         problems.push(format!(
@@ -701,6 +701,7 @@ impl Preflight<'_> {
         recipe: &Recipe,
         nodes: impl Iterator<Item = &'n crate::recipe::model::Node>,
         prefix: &str,
+        map: Option<&crate::recipe::model::Node>,
     ) {
         use crate::recipe::model::NodeKind;
         for node in nodes {
@@ -712,10 +713,13 @@ impl Preflight<'_> {
                 _ => None,
             };
             if let Some(kind) = kind {
-                let model = self
-                    .model_override
-                    .or(node.model.as_ref())
-                    .or(recipe.model_config.as_ref());
+                let model = crate::recipe::model::choose_model(
+                    self.model_override,
+                    None,
+                    node,
+                    map,
+                    recipe,
+                );
                 // `--model` replaces fallbacks too; otherwise each needs its key.
                 let fallbacks: &[ModelSpec] = match (&node.kind, self.model_override) {
                     (NodeKind::LanguageTask { fallback, .. }, None) => fallback,
@@ -753,10 +757,14 @@ impl Preflight<'_> {
                     recipe,
                     std::iter::once(spec.task.as_ref()),
                     &format!("{path}."),
+                    Some(node),
                 ),
-                NodeKind::Recipe(sub) => {
-                    self.nodes(&sub.recipe, sub.recipe.nodes.iter(), &format!("{path}/"))
-                }
+                NodeKind::Recipe(sub) => self.nodes(
+                    &sub.recipe,
+                    sub.recipe.nodes.iter(),
+                    &format!("{path}/"),
+                    None,
+                ),
                 _ => {}
             }
         }

@@ -88,9 +88,13 @@ pub fn prepare(
     given: &serde_json::Map<String, serde_json::Value>,
     allow_extra_inputs: bool,
     model_override: Option<&ModelSpec>,
+    files_base: Option<&std::path::Path>,
 ) -> Result<Prepared, NotStarted> {
-    let values = inputs::prepare(&recipe.user_inputs, given, allow_extra_inputs)
-        .map_err(|p| NotStarted(RunError::Inputs(p)))?;
+    let values = match files_base {
+        Some(base) => inputs::prepare_in(&recipe.user_inputs, given, allow_extra_inputs, base),
+        None => inputs::prepare(&recipe.user_inputs, given, allow_extra_inputs),
+    }
+    .map_err(|p| NotStarted(RunError::Inputs(p)))?;
     let problems = preflight(recipe, services, model_override);
     if !problems.is_empty() {
         return Err(NotStarted(RunError::Preflight(problems)));
@@ -126,6 +130,7 @@ pub async fn run_scoped(
         &request.inputs,
         request.allow_extra_inputs,
         request.model_override.as_ref(),
+        None,
     )?;
     let run_id = new_run_id();
     let out_dir = make_out_dir(&request.out_root, &run_id)?;

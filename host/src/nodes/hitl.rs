@@ -36,9 +36,10 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &HitlSpec) -> Result<NodeOutp
         None => serde_json::Value::Object(Default::default()),
     };
     let prompt = match &spec.prompt {
-        Some(p) => {
-            Some(crate::template::render(p, &vars).map_err(|e| NodeError::template("prompt", e))?)
-        }
+        Some(p) => Some(
+            crate::template::render(p, &ctx.prompt_context(vars.clone()))
+                .map_err(|e| NodeError::template("prompt", e))?,
+        ),
         None => node.description.clone(),
     };
     let reply = match ctx

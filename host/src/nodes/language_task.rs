@@ -19,8 +19,8 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         return Err(NodeError::Input("not a language task".into()));
     };
     let (vars, _) = ctx.resolve_inputs(node)?;
-    let prompt =
-        template::render(prompt.text(), &vars).map_err(|e| NodeError::template("prompt", e))?;
+    let prompt = template::render(prompt.text(), &ctx.prompt_context(vars))
+        .map_err(|e| NodeError::template("prompt", e))?;
     let json = *output_format == OutputFormat::Json;
 
     let primary = ctx.model_for(node)?;
@@ -102,7 +102,7 @@ async fn ask(
             model: model.clone(),
             prompt: prompt.to_string(),
             json,
-            retry: node.settings.retry.clone(),
+            retry: node.settings.retry,
             observer: Some(observer.clone()),
         };
         match provider.complete(&request).await {

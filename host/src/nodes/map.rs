@@ -8,7 +8,9 @@ use super::{NodeCtx, NodeOutput};
 use crate::engine::error::NodeError;
 use crate::engine::events::EventKind;
 use crate::engine::state::{self, lookup, to_json, Values};
-use crate::recipe::model::{Concurrency, ExecutionMode, MapOnError, MapSpec, Node};
+use crate::recipe::model::{
+    choose_model, Concurrency, ExecutionMode, MapOnError, MapSpec, Node, NodeKind,
+};
 use crate::recipe::validate::model_spec_from;
 use crate::template;
 use futures::stream::{self, StreamExt};
@@ -39,7 +41,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutpu
     let mut done = 0usize;
 
     let mut results = stream::iter(items.into_iter().enumerate().map(|(index, item)| {
-        let item_ctx = item_context(ctx, &base, index, &item);
+        let item_ctx = item_context(ctx, node, task, &base, index, &item);
         async move {
             let started = std::time::Instant::now();
             let result = match item_ctx {
@@ -144,15 +146,19 @@ fn over(over: &str, vars: &Value) -> Result<Vec<Value>, NodeError> {
         .map_err(|e| NodeError::Input(format!("`over`: {e}")))
 }
 
-/// State and map inputs, plus `item`, `index` and the item's own keys.
+/// State and map inputs, plus `item`, `index` and the item's own keys; the
+/// model the task uses is chosen here (item override, task, map node,
+/// `model_config`).
 fn item_context(
     ctx: &NodeCtx,
+    map: &Node,
+    task: &Node,
     base: &Value,
     index: usize,
     item: &Value,
 ) -> Result<NodeCtx, NodeError> {
     let mut overlay = Values::new();
-    let mut item_model = None;
+    let mut item_override = None;
     if item.kind() == minijinja::value::ValueKind::Map {
         if let Ok(keys) = item.try_iter() {
             for key in keys {
@@ -164,9 +170,11 @@ fn item_context(
         if let Some(m) = overlay.get("model_override").filter(|v| !v.is_none()) {
             let spec = model_spec_from(&to_json(m))
                 .map_err(|e| NodeError::Input(format!("item {index} `model_override`: {e}")))?;
-            item_model = Some(spec);
+            item_override = Some(spec);
         }
     }
+    let item_model =
+        choose_model(None, item_override.as_ref(), task, Some(map), &ctx.recipe).cloned();
     overlay.insert("item".into(), item.clone());
     overlay.insert("index".into(), Value::from(index));
     Ok(NodeCtx {
@@ -183,30 +191,38 @@ fn item_context(
 /// `max_concurrency: auto`: the item count, capped by `map_concurrency`,
 /// by the calls the task's provider allows in flight now (its AIMD limit,
 /// which 429s lower), and for function tasks by the memory free for
-/// instances at the plugin memory limit.
+/// instances at the memory limit configured for the function's plugin.
 fn auto_concurrency(ctx: &NodeCtx, map: &Node, task: &Node, items: usize) -> usize {
     let services = &ctx.run.services;
     let mut n = services.settings.auto_map_concurrency(items);
-    let model = ctx
-        .run
-        .model_override
-        .as_ref()
-        .or(task.model.as_ref())
-        .or(map.model.as_ref())
-        .or(ctx.recipe.model_config.as_ref());
+    let model = choose_model(
+        ctx.run.model_override.as_ref(),
+        None,
+        task,
+        Some(map),
+        &ctx.recipe,
+    );
     if task.kind.uses_model() {
         if let Some(policy) = model.and_then(|m| services.providers.policy(&m.provider)) {
             n = n.min(policy.limiter.concurrency_limit());
         }
     }
-    if matches!(
-        task.kind,
-        crate::recipe::model::NodeKind::FunctionTask { .. }
-    ) {
-        if let Some(free) = crate::metrics::collector::read_available_memory() {
-            let per_instance = crate::plugins::PluginLimits::default().memory_bytes.max(1);
+    if let NodeKind::FunctionTask {
+        function_identifier,
+    } = &task.kind
+    {
+        // The memory limit configured for the plugin behind the function
+        // (`[plugins.limits]` and its overrides); host functions have none.
+        let per_instance = services
+            .functions
+            .get(function_identifier)
+            .and_then(|(_, f)| f.memory_limit());
+        if let (Some(free), Some(per_instance)) = (
+            crate::metrics::collector::read_available_memory(),
+            per_instance,
+        ) {
             n = n.min(
-                usize::try_from(free / per_instance)
+                usize::try_from(free / per_instance.max(1))
                     .unwrap_or(usize::MAX)
                     .max(1),
             );

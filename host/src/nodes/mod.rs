@@ -15,7 +15,7 @@ pub use hitl::{HumanInput, HumanRequest};
 use crate::engine::error::NodeError;
 use crate::engine::run::RunContext;
 use crate::engine::state::{self, Values};
-use crate::recipe::model::{ModelSpec, Node, NodeKind, Recipe};
+use crate::recipe::model::{choose_model, ModelSpec, Node, NodeKind, Recipe};
 use minijinja::value::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -35,7 +35,9 @@ pub struct NodeCtx {
     /// Output names of the recipe's nodes: a name among them that holds
     /// nothing (skipped producer) resolves to null.
     pub producers: Arc<HashSet<String>>,
-    /// A map item's `model_override`.
+    /// For a map item: the model chosen for the map's task (item
+    /// `model_override`, the task's `model`, the map node's `model`,
+    /// `model_config`), which the task uses unless `--model` is given.
     pub item_model: Option<ModelSpec>,
 }
 
@@ -66,30 +68,30 @@ impl NodeOutput {
 }
 
 impl NodeCtx {
-    /// The model a node uses: `--model` beats everything, then a map item's
-    /// `model_override`, then the node's own model, then `model_config`.
+    /// The model a node uses (see `recipe::model::choose_model`; for a map
+    /// item, `item_model` already holds the choice made for its task).
     pub fn model_for(&self, node: &Node) -> Result<ModelSpec, NodeError> {
-        self.run
-            .model_override
-            .clone()
-            .or_else(|| self.item_model.clone())
-            .or_else(|| node.model.clone())
-            .or_else(|| self.recipe.model_config.clone())
-            .ok_or_else(|| {
-                NodeError::Input(
-                    "no model: give the node a `model`, the recipe a `model_config`, or run with `--model`".into(),
-                )
-            })
+        choose_model(
+            self.run.model_override.as_ref(),
+            self.item_model.as_ref(),
+            node,
+            None,
+            &self.recipe,
+        )
+        .cloned()
+        .ok_or_else(|| {
+            NodeError::Input(
+                "no model: give the node a `model`, the recipe a `model_config`, or run with `--model`".into(),
+            )
+        })
     }
 
     /// Whether this node's result goes through the cache, per its `cache:`
     /// setting (checked when the recipe loaded), the run's mode, and
     /// `default_on` for this kind of call.
     pub fn cache_on(&self, node: &Node, default_on: bool) -> bool {
-        let policy =
-            crate::cache::NodeCachePolicy::parse(node.settings.cache.as_ref()).unwrap_or_default();
         self.run.services.cache.is_some()
-            && policy.enabled.unwrap_or(default_on)
+            && node.settings.cache.enabled.unwrap_or(default_on)
             && self.run.cache_mode != crate::cache::CacheMode::Off
     }
 
@@ -108,12 +110,12 @@ impl NodeCtx {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<serde_json::Value, NodeError>>,
     {
-        use crate::cache::{key, NodeCachePolicy};
+        use crate::cache::key;
         let cache = match &self.run.services.cache {
             Some(c) if self.cache_on(node, default_on) => c,
             _ => return compute().await.map(|v| (v, false)),
         };
-        let policy = NodeCachePolicy::parse(node.settings.cache.as_ref()).unwrap_or_default();
+        let policy = &node.settings.cache;
         let parts = if policy.normalize {
             key::normalize(&parts())
         } else {
@@ -154,13 +156,48 @@ impl NodeCtx {
             return Ok((self.vars.clone(), None));
         };
         let mut resolved = Values::with_capacity(entries.len());
+        // Text templates print omitted optional inputs as empty text, as
+        // prompts do; names and single expressions keep them null.
+        let mut text_ctx: Option<Value> = None;
         for (key, raw) in entries {
-            let v = state::resolve_entry(raw, &self.vars, &self.producers)
-                .map_err(|e| NodeError::template(format!("input `{key}`"), e))?;
+            let v = match raw {
+                serde_json::Value::String(s)
+                    if crate::template::is_template(s)
+                        && crate::template::single_expression(s).is_none() =>
+                {
+                    let ctx =
+                        text_ctx.get_or_insert_with(|| self.prompt_context(self.vars.clone()));
+                    crate::template::render(s, ctx).map(Value::from)
+                }
+                _ => state::resolve_entry(raw, &self.vars, &self.producers),
+            }
+            .map_err(|e| NodeError::template(format!("input `{key}`"), e))?;
             resolved.insert(key.clone(), v);
         }
         let ctx = state::layered(resolved.clone(), self.vars.clone());
         Ok((ctx, Some(resolved)))
+    }
+
+    /// The context a prompt (or a text template input) is rendered in: `vars`, where optional inputs
+    /// that were omitted (no default, not given: null in the state) are
+    /// undefined as in Jinja2, so they print as empty text while
+    /// `is defined`, `default(..)` and `if` treat them as missing.
+    pub fn prompt_context(&self, vars: Value) -> Value {
+        let omitted: HashSet<String> = self
+            .recipe
+            .user_inputs
+            .iter()
+            .filter(|i| !i.required && i.default.is_none())
+            .filter(|i| vars.get_attr(&i.id).is_ok_and(|v| v.is_none()))
+            .map(|i| i.id.clone())
+            .collect();
+        if omitted.is_empty() {
+            return vars;
+        }
+        Value::from_object(Omitted {
+            names: omitted,
+            base: vars,
+        })
     }
 
     /// A file name stem for outputs written by this node, unique per node
@@ -179,6 +216,45 @@ impl NodeCtx {
             .collect();
         self.run.out_dir.join(safe.trim_matches('_'))
     }
+}
+
+/// A context in which some names are Jinja2's silent undefined.
+#[derive(Debug)]
+struct Omitted {
+    names: HashSet<String>,
+    base: Value,
+}
+
+impl minijinja::value::Object for Omitted {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        if key.as_str().is_some_and(|k| self.names.contains(k)) {
+            return Some(silent_undefined());
+        }
+        self.base.get_item(key).ok().filter(|v| !v.is_undefined())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let keys: Vec<Value> = self
+            .base
+            .try_iter()
+            .map(|it| it.collect())
+            .unwrap_or_default();
+        minijinja::value::Enumerator::Values(keys)
+    }
+}
+
+/// The undefined value Jinja2 prints as empty text (minijinja makes it for
+/// an `if` expression without `else`; it cannot be built directly).
+fn silent_undefined() -> Value {
+    static SILENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SILENT
+        .get_or_init(|| {
+            minijinja::Environment::new()
+                .compile_expression("none if false")
+                .and_then(|e| e.eval(()))
+                .unwrap_or_else(|_| Value::from(""))
+        })
+        .clone()
 }
 
 /// Runs one node (or map item): restores its result when an earlier

@@ -1,6 +1,8 @@
 //! `recipe`: run another recipe as one node. Inputs come from
 //! `input_mapping` (same resolution rules as `input`) or, without it, from
-//! parent keys named like the sub-recipe's inputs. With `output_mapping`,
+//! parent keys named like the sub-recipe's inputs and the node's own
+//! `input` entries. Values the sub-recipe does not declare are passed into
+//! its state as they are. With `output_mapping`,
 //! each mapped key is written to the parent state (after the node output,
 //! so a mapped key wins over an output of the same name) and the node output
 //! holds the mapping; without it the output is the sub-recipe's final outputs.
@@ -8,11 +10,9 @@
 use super::{NodeCtx, NodeOutput};
 use crate::engine::error::{NodeError, RunError};
 use crate::engine::inputs;
-use crate::engine::plan::Plan;
 use crate::engine::state::{self, from_json, lookup, to_json};
 use crate::recipe::model::{Node, SubRecipe};
 use minijinja::value::Value;
-use std::sync::Arc;
 
 pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutput, NodeError> {
     let (vars, _) = ctx.resolve_inputs(node)?;
@@ -32,24 +32,27 @@ pub async fn run(ctx: &NodeCtx, node: &Node, sub: &SubRecipe) -> Result<NodeOutp
                     given.insert(input.id.clone(), to_json(&v));
                 }
             }
+            // The node's own `input` entries go in too, declared or not.
+            for key in node.input.iter().flat_map(|entries| entries.keys()) {
+                if let (false, Some(v)) = (given.contains_key(key), lookup(&vars, key)) {
+                    given.insert(key.clone(), to_json(&v));
+                }
+            }
         }
     }
     let fail = |source: RunError| NodeError::SubRecipe {
         recipe: recipe.name.clone(),
         source: Box::new(source),
     };
-    let values = inputs::prepare(&recipe.user_inputs, &given, false)
+    // Mapped values the sub-recipe does not declare are passed into its
+    // state as they are (validation warned about them).
+    let values = inputs::prepare(&recipe.user_inputs, &given, true)
         .map_err(|p| fail(RunError::Inputs(p)))?;
-    let plan = Plan::build(recipe.clone()).map_err(|d| {
-        fail(RunError::InvalidRecipe(
-            d.iter().map(ToString::to_string).collect(),
-        ))
-    })?;
     let prefix = format!("{}/", ctx.path);
     let key_prefix = format!("{}/", ctx.key);
     let finished = match Box::pin(crate::engine::run::execute(
         ctx.run.clone(),
-        Arc::new(plan),
+        sub.plan.clone(),
         values,
         prefix,
         key_prefix,

@@ -35,7 +35,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         audio_file,
         language: language.clone(),
         response_format: response_format.clone(),
-        retry: node.settings.retry.clone(),
+        retry: node.settings.retry,
         observer: Some(ctx.observer()),
     };
     // The audio's content, not its path, decides the transcript.

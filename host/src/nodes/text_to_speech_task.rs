@@ -31,7 +31,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         voice,
         params,
         out_stem: ctx.file_stem(),
-        retry: node.settings.retry.clone(),
+        retry: node.settings.retry,
         observer: Some(ctx.observer()),
     };
     let parts = serde_json::json!({

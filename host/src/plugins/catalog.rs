@@ -165,6 +165,10 @@ impl Function for WasmFunction {
         Some(self.plugin.hash.clone())
     }
 
+    fn memory_limit(&self) -> Option<u64> {
+        Some(self.plugin.host.limits_for(&self.plugin.name).memory_bytes)
+    }
+
     async fn call(
         &self,
         input: serde_json::Value,

@@ -82,6 +82,11 @@ pub trait Function: Send + Sync {
     fn content_hash(&self) -> Option<String> {
         None
     }
+    /// The memory one call may use (a plugin's configured limit; None for
+    /// host functions), which sizes `max_concurrency: auto` maps.
+    fn memory_limit(&self) -> Option<u64> {
+        None
+    }
     /// Calls the function with the node's resolved inputs as one JSON object.
     async fn call(
         &self,

@@ -127,9 +127,8 @@ pub struct LanguageRequest {
     pub prompt: String,
     /// The node wants JSON back (`output_format: json`).
     pub json: bool,
-    /// The node's `retry` settings (None: the provider defaults).
     /// The node's `retry:` settings, laid over the provider's defaults.
-    pub retry: Option<serde_json::Value>,
+    pub retry: Option<crate::recipe::policy::RetryPolicy>,
     pub observer: Option<CallObserver>,
 }
 
@@ -152,7 +151,7 @@ pub struct SpeechRequest {
     /// Where to write the audio (without extension; the provider adds one).
     pub out_stem: PathBuf,
     /// The node's `retry:` settings, laid over the provider's defaults.
-    pub retry: Option<serde_json::Value>,
+    pub retry: Option<crate::recipe::policy::RetryPolicy>,
     pub observer: Option<CallObserver>,
 }
 
@@ -163,7 +162,7 @@ pub struct TranscriptionRequest {
     pub language: Option<String>,
     pub response_format: Option<String>,
     /// The node's `retry:` settings, laid over the provider's defaults.
-    pub retry: Option<serde_json::Value>,
+    pub retry: Option<crate::recipe::policy::RetryPolicy>,
     pub observer: Option<CallObserver>,
 }
 

@@ -63,7 +63,7 @@ impl CallPolicy {
         &self,
         model: &str,
         estimate: u64,
-        retry: Option<&serde_json::Value>,
+        retry: Option<&crate::recipe::policy::RetryPolicy>,
         observer: Option<&CallObserver>,
         mut attempt: F,
     ) -> Result<(T, CallStats), ProviderError>
@@ -71,10 +71,8 @@ impl CallPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Answer<T>, ProviderError>>,
     {
-        // The node's settings were checked when the recipe loaded.
-        let policy = retry
-            .and_then(|v| self.retry.with_node(v).ok())
-            .unwrap_or(self.retry);
+        // The node's settings were parsed when the recipe loaded.
+        let policy = retry.map_or(self.retry, |r| self.retry.with_node(r));
         let mut stats = CallStats::default();
         let note = |n: CallNote| {
             if let Some(o) = observer {

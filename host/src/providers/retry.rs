@@ -6,7 +6,8 @@
 
 use super::settings::RetrySettings;
 use super::ProviderError;
-use serde_json::Value;
+use crate::recipe::policy::RetryPolicy as NodeRetry;
+pub use crate::recipe::policy::{parse_duration, parse_duration_text};
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,34 +30,15 @@ impl RetryPolicy {
         }
     }
 
-    /// A node's `retry: {max_attempts, base_delay, max_delay}` over `self`.
-    /// Delays are seconds (numbers) or text like `500ms`, `2s`, `1m`.
-    pub fn with_node(self, value: &Value) -> Result<RetryPolicy, String> {
-        // `retry: 3` is short for `retry: {max_attempts: 3}`.
-        if value.is_number() {
-            return self.with_node(&serde_json::json!({ "max_attempts": value }));
+    /// A node's `retry:` setting (parsed when the recipe loaded) laid
+    /// over `self`.
+    pub fn with_node(self, node: &NodeRetry) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: node.max_attempts.unwrap_or(self.max_attempts),
+            base_delay: node.base_delay.unwrap_or(self.base_delay),
+            max_delay: node.max_delay.unwrap_or(self.max_delay),
+            max_retry_after: self.max_retry_after,
         }
-        let Value::Object(m) = value else {
-            return Err(format!(
-                "`retry` must be a number of attempts or a mapping {{max_attempts, base_delay, max_delay}}, found {value}"
-            ));
-        };
-        let mut p = self;
-        for (key, v) in m {
-            match key.as_str() {
-                "max_attempts" => {
-                    p.max_attempts = v
-                        .as_u64()
-                        .filter(|n| (1..=100).contains(n))
-                        .and_then(|n| u32::try_from(n).ok())
-                        .ok_or_else(|| format!("`retry.max_attempts` must be a whole number from 1 to 100, found {v}"))?;
-                }
-                "base_delay" => p.base_delay = parse_duration(v).map_err(|e| format!("`retry.base_delay`: {e}"))?,
-                "max_delay" => p.max_delay = parse_duration(v).map_err(|e| format!("`retry.max_delay`: {e}"))?,
-                other => return Err(format!("unknown `retry` setting `{other}` (known: max_attempts, base_delay, max_delay)")),
-            }
-        }
-        Ok(p)
     }
 
     /// The jittered wait before retry number `retry` (from 0).
@@ -83,45 +65,6 @@ impl RetryPolicy {
             None => Some(self.backoff(attempt - 1)),
         }
     }
-}
-
-/// `1.5` (seconds), `"500ms"`, `"2s"`, `"1m"`, `"30m"`, `"2h"`.
-pub fn parse_duration(v: &Value) -> Result<Duration, String> {
-    match v {
-        Value::Number(n) => n
-            .as_f64()
-            .filter(|s| *s >= 0.0 && s.is_finite())
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| format!("{n} is not a duration")),
-        Value::String(s) => parse_duration_text(s),
-        other => Err(format!(
-            "expected seconds or text like `500ms`, found {other}"
-        )),
-    }
-}
-
-pub fn parse_duration_text(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 2s, 1m)"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{s}` (use ms, s, m, h or d)"
-            ))
-        }
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// A `Retry-After` header: delay seconds, or an HTTP date.
@@ -180,16 +123,14 @@ mod tests {
 
     #[test]
     fn node_settings_override() {
-        let p = policy()
-            .with_node(
-                &serde_json::json!({"max_attempts": 2, "base_delay": "10ms", "max_delay": 1}),
-            )
-            .unwrap();
+        let node = NodeRetry::parse(
+            &serde_json::json!({"max_attempts": 2, "base_delay": "10ms", "max_delay": 1}),
+        )
+        .unwrap();
+        let p = policy().with_node(&node);
         assert_eq!(p.max_attempts, 2);
         assert_eq!(p.base_delay, Duration::from_millis(10));
         assert_eq!(p.max_delay, Duration::from_secs(1));
-        assert!(policy()
-            .with_node(&serde_json::json!({"tries": 2}))
-            .is_err());
+        assert_eq!(p.max_retry_after, policy().max_retry_after);
     }
 }

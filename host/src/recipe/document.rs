@@ -48,6 +48,11 @@ pub struct Spans {
 }
 
 impl Spans {
+    /// The position of exactly `path`, if the document has it.
+    pub fn get(&self, path: &str) -> Option<(usize, usize)> {
+        self.by_path.get(path).copied()
+    }
+
     /// The position of `path`, or of its closest ancestor that has one.
     pub fn find(&self, path: &str) -> Option<(usize, usize)> {
         let mut current = path;

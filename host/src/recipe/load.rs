@@ -8,6 +8,7 @@
 use super::diagnostic::{Code, Diagnostic};
 use super::document::{self, join_index, Document, Format, Spans};
 use super::model::Recipe;
+use super::plan::Plan;
 use super::references::Resolver;
 use super::validate;
 use serde_json::{Map, Value};
@@ -90,8 +91,8 @@ pub fn read_document(path: &Path) -> Result<Document, Diagnostic> {
 pub struct Loader {
     /// Recipe files being loaded, outermost first (for recursion checks).
     recipe_chain: Vec<PathBuf>,
-    /// Sub-recipes already loaded, by canonical path.
-    loaded: HashMap<PathBuf, Arc<Recipe>>,
+    /// Sub-recipes already loaded (with their plans), by canonical path.
+    loaded: HashMap<PathBuf, (Arc<Recipe>, Arc<Plan>)>,
 }
 
 impl Loader {
@@ -102,9 +103,13 @@ impl Loader {
         self.load_document(doc, path, true)
     }
 
-    /// Loads a sub-recipe named by `recipe_path`, reusing earlier loads and
-    /// refusing a chain that leads back to a recipe being loaded.
-    pub fn load_sub_recipe(&mut self, path: &Path) -> Result<Arc<Recipe>, Vec<Diagnostic>> {
+    /// Loads a sub-recipe named by `recipe_path` and builds its plan,
+    /// reusing earlier loads and refusing a chain that leads back to a
+    /// recipe being loaded.
+    pub fn load_sub_recipe(
+        &mut self,
+        path: &Path,
+    ) -> Result<(Arc<Recipe>, Arc<Plan>), Vec<Diagnostic>> {
         let canonical = std::fs::canonicalize(path).map_err(|e| {
             vec![Diagnostic::error(
                 Code::SubRecipe,
@@ -122,14 +127,16 @@ impl Loader {
                 format!("recipe_path is recursive: {}", chain.join(" -> ")),
             )]);
         }
-        if let Some(recipe) = self.loaded.get(&canonical) {
-            return Ok(recipe.clone());
+        if let Some(loaded) = self.loaded.get(&canonical) {
+            return Ok(loaded.clone());
         }
         let loaded = self
             .load_recipe_file(&canonical)
             .map_err(|f| f.diagnostics)?;
-        self.loaded.insert(canonical, loaded.recipe.clone());
-        Ok(loaded.recipe)
+        let plan = Arc::new(Plan::build(loaded.recipe.clone())?);
+        self.loaded
+            .insert(canonical, (loaded.recipe.clone(), plan.clone()));
+        Ok((loaded.recipe, plan))
     }
 
     fn load_document(
@@ -175,7 +182,7 @@ impl Loader {
         // own definitions, which override all imports.
         let mut origins: HashMap<String, PathBuf> = HashMap::new();
         let mut import_chain = vec![canonical.to_path_buf()];
-        let imported = import_all(
+        let (imported, lazies) = import_all(
             top.get("imports"),
             "imports",
             &base_dir,
@@ -223,9 +230,18 @@ impl Loader {
             }
         };
 
+        // `recipe_path` is read before references are resolved: a reference
+        // in it would turn into a path full of JSON.
+        plain_recipe_paths(&body, &mut out);
         let mut resolver = Resolver::with_imports(&own_definitions, imported);
         let mut ref_diags = Vec::new();
         let resolved = resolver.resolve(&Value::Object(body), "", &mut ref_diags);
+        // Problems in imported definitions count only where the recipe
+        // reaches them (Content Composer resolves what the recipe uses).
+        let reached = resolver.reached_from(None);
+        for lazy in lazies {
+            out.push(lazy.settle(&reached));
+        }
         for d in ref_diags {
             let in_definition = d.path.as_deref().and_then(|p| {
                 p.strip_prefix("definitions.")
@@ -242,19 +258,91 @@ impl Loader {
         let Value::Object(recipe_map) = resolved else {
             return Err(LoadFailure { diagnostics: out });
         };
+        let validated_from = out.len();
         let recipe = validate::validate(&recipe_map, file, &base_dir, self, &mut out);
+        // A problem validation finds inside a value that came from a
+        // definition points at the definition, in whichever file it lives.
+        let substitutions = resolver.substitutions().to_vec();
         let out: Vec<Diagnostic> = out
             .into_iter()
+            .enumerate()
+            .map(|(i, d)| match i >= validated_from {
+                true => at_definition(d, &substitutions, &origins, file, &doc.spans),
+                false => d,
+            })
             .map(|d| locate(d, file, &doc.spans, prefix))
             .collect();
         match recipe {
-            Some(recipe) if !out.iter().any(Diagnostic::is_error) => Ok(Loaded {
-                recipe: Arc::new(recipe),
-                warnings: out,
-            }),
+            Some(mut recipe) if !out.iter().any(Diagnostic::is_error) => {
+                recipe.positions = super::model::Positions::new(doc.spans, prefix);
+                Ok(Loaded {
+                    recipe: Arc::new(recipe),
+                    warnings: out,
+                })
+            }
             _ => Err(LoadFailure { diagnostics: out }),
         }
     }
+}
+
+/// Points a diagnostic whose recipe path lies inside a whole-string
+/// reference's value (`edges: "@flow.edges"`) at that value's source: the
+/// definition, in this file or in the imported file it came from.
+fn at_definition(
+    mut d: Diagnostic,
+    substitutions: &[(String, String)],
+    origins: &HashMap<String, PathBuf>,
+    file: &Path,
+    spans: &Spans,
+) -> Diagnostic {
+    if d.file.is_some() || d.line.is_some() {
+        return d;
+    }
+    let path = d.path.clone().unwrap_or_default();
+    let inside =
+        |at: &str| path == at || (path.starts_with(at) && path[at.len()..].starts_with(['.', '[']));
+    let Some((at, reference)) = substitutions
+        .iter()
+        .filter(|(at, _)| inside(at))
+        .max_by_key(|(at, _)| at.len())
+    else {
+        return d;
+    };
+    let rest = &path[at.len()..];
+    let head = reference.split('.').next().unwrap_or_default();
+    let Some(origin) = origins.get(head) else {
+        return d;
+    };
+    let found = if origin == file {
+        let target = format!("definitions.{reference}{rest}");
+        spans
+            .get(&format!("definitions.{reference}"))
+            .and(spans.find(&target))
+    } else {
+        // Read again only to place this diagnostic (errors are rare).
+        let Ok(doc) = read_document(origin) else {
+            return d;
+        };
+        let wrapped = doc.value.get("definitions").is_some_and(Value::is_object);
+        let base = if wrapped { "definitions." } else { "" };
+        // Under a namespace the reference starts with the namespace.
+        let without_head = reference
+            .strip_prefix(head)
+            .map(|r| r.trim_start_matches('.'))
+            .unwrap_or(reference);
+        [reference.as_str(), without_head]
+            .into_iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| format!("{base}{r}"))
+            .find(|root| doc.spans.get(root).is_some())
+            .and_then(|root| doc.spans.find(&format!("{root}{rest}")))
+    };
+    if let Some((line, column)) = found {
+        d.file = Some(origin.clone());
+        d.line = Some(line);
+        d.column = Some(column);
+    }
+    d
 }
 
 /// Fills in the file and the source position of a diagnostic that has only a
@@ -293,10 +381,11 @@ fn import_all(
     chain: &mut Vec<PathBuf>,
     origins: &mut HashMap<String, PathBuf>,
     out: &mut Vec<Diagnostic>,
-) -> Map<String, Value> {
+) -> (Map<String, Value>, Vec<Lazy>) {
     let mut merged = Map::new();
+    let mut lazies = Vec::new();
     let entries = match imports {
-        None | Some(Value::Null) => return merged,
+        None | Some(Value::Null) => return (merged, lazies),
         Some(Value::Array(entries)) => entries,
         Some(_) => {
             out.push(located(
@@ -304,7 +393,7 @@ fn import_all(
                 file,
                 spans,
             ));
-            return merged;
+            return (merged, lazies);
         }
     };
     for (i, entry) in entries.iter().enumerate() {
@@ -355,20 +444,46 @@ fn import_all(
             }
         };
         let target_path = base_dir.join(target);
-        let Ok(canonical) = std::fs::canonicalize(&target_path) else {
-            out.push(located(
-                Diagnostic::error(
-                    Code::ImportMissing,
-                    format!(
-                        "imported file `{target}` not found (looked for `{}`)",
-                        target_path.display()
-                    ),
-                )
-                .at(entry_path),
-                file,
-                spans,
-            ));
-            continue;
+        let canonical = match std::fs::canonicalize(&target_path) {
+            Ok(found) => found,
+            // Content Composer also looks in the importing file's parent
+            // folders, up to the project root.
+            Err(_) => match find_in_parents(base_dir, target) {
+                Some((found, up)) => {
+                    let relative = format!("{}{target}", "../".repeat(up));
+                    out.push(located(
+                        Diagnostic::warning(
+                            Code::ImportMissing,
+                            format!(
+                                "imported file `{target}` is not beside the importing file; using `{}`, found in a parent folder",
+                                found.display()
+                            ),
+                        )
+                        .at(entry_path.clone())
+                        .with_hint(Some(format!(
+                            "write the path relative to the importing file: `{relative}`"
+                        ))),
+                        file,
+                        spans,
+                    ));
+                    found
+                }
+                None => {
+                    out.push(located(
+                        Diagnostic::error(
+                            Code::ImportMissing,
+                            format!(
+                                "imported file `{target}` not found (looked for `{}`, then in the parent folders up to the project root)",
+                                target_path.display()
+                            ),
+                        )
+                        .at(entry_path),
+                        file,
+                        spans,
+                    ));
+                    continue;
+                }
+            },
         };
         if let Some(start) = chain.iter().position(|p| *p == canonical) {
             let mut names: Vec<String> = chain[start..]
@@ -390,9 +505,17 @@ fn import_all(
         chain.push(canonical.clone());
         let definitions = load_definitions_file(&canonical, chain, out);
         chain.pop();
-        let Some(definitions) = definitions else {
+        let Some((definitions, mut imported_lazies)) = definitions else {
             continue;
         };
+        if let Some(ns) = &namespace {
+            for lazy in &mut imported_lazies {
+                for key in &mut lazy.keys {
+                    *key = format!("{ns}.{key}");
+                }
+            }
+        }
+        lazies.append(&mut imported_lazies);
         match namespace {
             Some(ns) => {
                 origins.insert(ns.clone(), canonical.clone());
@@ -406,7 +529,35 @@ fn import_all(
             }
         }
     }
-    merged
+    (merged, lazies)
+}
+
+/// `target` in a parent folder of `dir`, nearest first, up to the project
+/// root (the first folder holding `composer.toml` or `.git`) or the
+/// filesystem root. Returns the file and how many folders up it was.
+fn find_in_parents(dir: &Path, target: &str) -> Option<(PathBuf, usize)> {
+    if Path::new(target).is_absolute() {
+        return None;
+    }
+    let start = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if is_project_root(&start) {
+        return None;
+    }
+    for (up, folder) in start.ancestors().enumerate().skip(1) {
+        if let Ok(found) = std::fs::canonicalize(folder.join(target)) {
+            if found.is_file() {
+                return Some((found, up));
+            }
+        }
+        if is_project_root(folder) {
+            break;
+        }
+    }
+    None
+}
+
+fn is_project_root(folder: &Path) -> bool {
+    folder.join("composer.toml").exists() || folder.join(".git").exists()
 }
 
 fn valid_namespace(ns: &str) -> bool {
@@ -424,7 +575,7 @@ fn load_definitions_file(
     file: &Path,
     chain: &mut Vec<PathBuf>,
     out: &mut Vec<Diagnostic>,
-) -> Option<Map<String, Value>> {
+) -> Option<(Map<String, Value>, Vec<Lazy>)> {
     let doc = match read_document(file) {
         Ok(doc) => doc,
         Err(d) => {
@@ -449,7 +600,7 @@ fn load_definitions_file(
     };
     let base_dir = file.parent().unwrap_or(Path::new("."));
     let mut origins = HashMap::new();
-    let imported = import_all(
+    let (imported, mut lazies) = import_all(
         top.get("imports"),
         "imports",
         base_dir,
@@ -459,12 +610,12 @@ fn load_definitions_file(
         &mut origins,
         out,
     );
-    let own = match top.get("definitions") {
-        Some(Value::Object(m)) => m.clone(),
+    let (own, wrapped) = match top.get("definitions") {
+        Some(Value::Object(m)) => (m.clone(), true),
         _ => {
             let mut m = top.clone();
             m.remove("imports");
-            m
+            (m, false)
         }
     };
     let mut resolver = Resolver::with_imports(&own, imported.clone());
@@ -475,10 +626,128 @@ fn load_definitions_file(
             resolved.insert(name.clone(), value);
         }
     }
-    for d in diags {
-        out.push(located(d, file, &doc.spans));
+    for mut d in diags {
+        // The resolver names places `definitions.<name>...`; without a
+        // `definitions:` wrapper the file's own paths start at the name.
+        let name = d.path.as_deref().and_then(|p| {
+            p.strip_prefix("definitions.")
+                .map(|rest| rest.split(['.', '[']).next().unwrap_or(rest).to_string())
+        });
+        if !wrapped {
+            if let Some(rest) = d
+                .path
+                .as_deref()
+                .and_then(|p| p.strip_prefix("definitions."))
+            {
+                d.path = Some(rest.to_string());
+            }
+        }
+        let d = located(d, file, &doc.spans);
+        match name {
+            Some(name) if matches!(d.code, Code::UnknownReference | Code::ReferenceCycle) => lazies
+                .push(Lazy {
+                    keys: vec![name],
+                    diagnostic: d,
+                }),
+            _ => out.push(d),
+        }
     }
-    Some(resolved)
+    // A definition of this file that reaches a broken one is broken too.
+    let reach: Vec<(String, Vec<String>)> = own
+        .keys()
+        .map(|name| (name.clone(), resolver.reached_from(Some(name))))
+        .collect();
+    for lazy in &mut lazies {
+        for (name, reached) in &reach {
+            if !lazy.keys.contains(name) && lazy.reached_by(reached) {
+                lazy.keys.push(name.clone());
+            }
+        }
+    }
+    Some((resolved, lazies))
+}
+
+/// A reference problem inside an imported definition: an error when the
+/// recipe uses the definition (or one built from it), a warning otherwise.
+#[derive(Debug)]
+struct Lazy {
+    /// The definitions it breaks, as the importing file names them
+    /// (`models.writer` under a namespace).
+    keys: Vec<String>,
+    diagnostic: Diagnostic,
+}
+
+impl Lazy {
+    fn reached_by(&self, references: &[String]) -> bool {
+        references
+            .iter()
+            .any(|r| self.keys.iter().any(|k| overlaps(r, k)))
+    }
+
+    /// The diagnostic as an error when `reached` uses it, else as a warning.
+    fn settle(self, reached: &[String]) -> Diagnostic {
+        if self.reached_by(reached) {
+            return self.diagnostic;
+        }
+        let key = self.keys.first().cloned().unwrap_or_default();
+        let mut d = self.diagnostic;
+        d.severity = super::diagnostic::Severity::Warning;
+        d.message = format!(
+            "{} (in the definition `{key}`, which this recipe does not use: ignored)",
+            d.message
+        );
+        d
+    }
+}
+
+/// Whether two dotted paths name overlapping values (`a.b` and `a.b.c`).
+fn overlaps(a: &str, b: &str) -> bool {
+    let within = |long: &str, short: &str| {
+        long.len() > short.len() && long.starts_with(short) && long[short.len()..].starts_with('.')
+    };
+    a == b || within(a, b) || within(b, a)
+}
+
+/// `recipe_path` must be a plain path: a reference or a template in it is
+/// reported here, before references are resolved.
+fn plain_recipe_paths(body: &Map<String, Value>, out: &mut Vec<Diagnostic>) {
+    let Some(Value::Array(nodes)) = body.get("nodes") else {
+        return;
+    };
+    let mut check = |node: &Value, path: String| {
+        let Some(Value::String(p)) = node.get("recipe_path") else {
+            return;
+        };
+        let reference = super::references::has_reference(p);
+        let template = p.contains("{{") || p.contains("{%");
+        if reference || template {
+            let what = if reference {
+                "a reference"
+            } else {
+                "a template"
+            };
+            out.push(
+                Diagnostic::error(
+                    Code::SubRecipe,
+                    format!(
+                        "`recipe_path` must be a plain path, but `{p}` holds {what} (recipe paths are not expanded)"
+                    ),
+                )
+                .at(format!("{path}.recipe_path"))
+                .with_hint(Some(
+                    "write the sub-recipe's file path, relative to this recipe (e.g. `sub/summary.yaml`)"
+                        .into(),
+                )),
+            );
+        }
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        let path = join_index("nodes", i);
+        check(node, path.clone());
+        if let Some(task) = node.get("task") {
+            check(task, format!("{path}.task"));
+        }
+    }
 }
 
 fn located(d: Diagnostic, file: &Path, spans: &Spans) -> Diagnostic {

@@ -4,8 +4,11 @@
 
 pub mod diagnostic;
 pub mod document;
+pub mod inputs;
 pub mod load;
 pub mod model;
+pub mod plan;
+pub mod policy;
 pub mod references;
 pub mod validate;
 

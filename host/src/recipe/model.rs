@@ -1,6 +1,7 @@
 //! The validated recipe: plain types that the planner and the executors
 //! read. Everything here has passed the static checks of `validate`.
 
+pub use super::policy::{CachePolicy, RetryPolicy};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
@@ -24,11 +25,78 @@ pub struct Recipe {
     pub file: Option<PathBuf>,
     /// Folder that relative paths (prompt files, sub-recipes) start from.
     pub base_dir: PathBuf,
+    /// Where each part stands in `file`, for diagnostics found after load.
+    #[serde(skip)]
+    pub positions: Positions,
+}
+
+/// Line and column of the parts of a recipe, by recipe-relative path
+/// (`nodes[2].function_identifier`).
+#[derive(Debug, Clone, Default)]
+pub struct Positions {
+    spans: Arc<super::document::Spans>,
+    /// `recipe` for the wrapped shape, empty for the flat one.
+    prefix: String,
+}
+
+impl Positions {
+    pub fn new(spans: super::document::Spans, prefix: &str) -> Positions {
+        Positions {
+            spans: Arc::new(spans),
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The position of `path` (or of its closest ancestor that has one).
+    pub fn find(&self, path: &str) -> Option<(usize, usize)> {
+        let absolute = match (self.prefix.is_empty(), path.is_empty()) {
+            (true, _) => path.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) if path.starts_with('[') => format!("{}{path}", self.prefix),
+            (false, false) => format!("{}.{path}", self.prefix),
+        };
+        self.spans.find(&absolute)
+    }
 }
 
 impl Recipe {
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Fills in the file, line and column of a diagnostic whose path is
+    /// one of this recipe's (as `functions` gives them: a sub-recipe's
+    /// part is `nodes[0]/nodes[1]`, and is found in the sub-recipe's file).
+    pub fn locate(&self, mut d: super::diagnostic::Diagnostic) -> super::diagnostic::Diagnostic {
+        let path = d.path.clone().unwrap_or_default();
+        if let Some((head, rest)) = path.split_once('/') {
+            let sub = head
+                .strip_prefix("nodes[")
+                .and_then(|r| r.split(']').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| self.nodes.get(i))
+                .and_then(|n| match &n.kind {
+                    NodeKind::Recipe(sub) => Some(sub),
+                    NodeKind::Map(spec) => match &spec.task.kind {
+                        NodeKind::Recipe(sub) if head.ends_with(".task") => Some(sub),
+                        _ => None,
+                    },
+                    _ => None,
+                });
+            if let Some(sub) = sub {
+                let inner = sub.recipe.locate(d.clone().at(rest));
+                d.file = inner.file;
+                d.line = inner.line;
+                d.column = inner.column;
+                return d;
+            }
+        }
+        d.file = self.file.clone();
+        if let Some((line, column)) = self.positions.find(&path) {
+            d.line = Some(line);
+            d.column = Some(column);
+        }
+        d
     }
 
     /// Every function the recipe calls, with where (`nodes[2].task`;
@@ -125,6 +193,23 @@ pub struct ModelSpec {
     pub params: serde_json::Map<String, Value>,
 }
 
+/// The model a node uses, highest first: `--model` (`run`), a map item's
+/// `model_override` (`item`), the node's own `model`, the enclosing map
+/// node's `model` (`map`, for a map's task), the recipe's `model_config`.
+/// This is the only place that order is written down.
+pub fn choose_model<'a>(
+    run: Option<&'a ModelSpec>,
+    item: Option<&'a ModelSpec>,
+    node: &'a Node,
+    map: Option<&'a Node>,
+    recipe: &'a Recipe,
+) -> Option<&'a ModelSpec> {
+    run.or(item)
+        .or(node.model.as_ref())
+        .or_else(|| map.and_then(|m| m.model.as_ref()))
+        .or(recipe.model_config.as_ref())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
@@ -137,9 +222,11 @@ pub enum OnError {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct NodeSettings {
     pub on_error: Option<OnError>,
-    /// `cache: false | true | {ttl, normalize}`, kept raw until the cache exists.
-    pub cache: Option<Value>,
-    pub retry: Option<Value>,
+    /// `cache: false | true | {ttl, normalize}` (default: the kind's default).
+    pub cache: CachePolicy,
+    /// `retry: N | {max_attempts, base_delay, max_delay}` (None: the
+    /// provider's defaults).
+    pub retry: Option<RetryPolicy>,
     /// Seconds.
     pub timeout: Option<f64>,
 }
@@ -290,6 +377,9 @@ pub struct SubRecipe {
     pub recipe_path: PathBuf,
     #[serde(skip)]
     pub recipe: Arc<Recipe>,
+    /// The sub-recipe's plan, built once when it loaded.
+    #[serde(skip)]
+    pub plan: Arc<super::plan::Plan>,
     pub input_mapping: Option<IndexMap<String, Value>>,
     pub output_mapping: Option<IndexMap<String, String>>,
 }

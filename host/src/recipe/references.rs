@@ -16,6 +16,11 @@ use std::collections::HashMap;
 enum Piece<'a> {
     Text(std::borrow::Cow<'a, str>),
     Reference(&'a str),
+    /// `@reference:name`, a form that does not exist (kept as text).
+    Malformed {
+        text: &'a str,
+        target: &'a str,
+    },
 }
 
 fn is_name_start(c: char) -> bool {
@@ -62,6 +67,23 @@ fn split(text: &str) -> Option<Vec<Piece<'_>>> {
             continue;
         }
         let rest = &text[i + 1..];
+        if let Some(inner) = rest.strip_prefix("reference:") {
+            let len = dotted_name_len(inner);
+            if len > 0 {
+                if !literal.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut literal).into()));
+                }
+                let consumed = 1 + "reference:".len() + len;
+                pieces.push(Piece::Malformed {
+                    text: &text[i..i + consumed],
+                    target: &inner[..len],
+                });
+                changed = true;
+                prev = Some(')');
+                i += consumed;
+                continue;
+            }
+        }
         let (reference, consumed) = if let Some(inner) = rest.strip_prefix("reference(") {
             match inner.find(')') {
                 Some(end) => (Some(inner[..end].trim()), 1 + "reference(".len() + end + 1),
@@ -101,6 +123,15 @@ fn split(text: &str) -> Option<Vec<Piece<'_>>> {
     Some(pieces)
 }
 
+/// Whether `text` holds a reference (of any form, `@reference:x` included).
+pub fn has_reference(text: &str) -> bool {
+    split(text).is_some_and(|pieces| {
+        pieces
+            .iter()
+            .any(|p| matches!(p, Piece::Reference(_) | Piece::Malformed { .. }))
+    })
+}
+
 /// Length of `name(.segment)*` at the start of `s`, or 0. A trailing `.` (end
 /// of a sentence) is not part of the reference.
 fn dotted_name_len(s: &str) -> usize {
@@ -130,6 +161,12 @@ pub struct Resolver<'d> {
     raw: &'d Map<String, Value>,
     resolved: HashMap<String, Value>,
     in_progress: Vec<String>,
+    /// Every reference looked up (`models.writer.model`), with the own
+    /// definition being resolved at the time (None: the value itself).
+    uses: Vec<(Option<String>, String)>,
+    /// Where a whole-string reference was replaced by its value: the path
+    /// of the string and the reference (for locating diagnostics).
+    substitutions: Vec<(String, String)>,
 }
 
 impl<'d> Resolver<'d> {
@@ -149,7 +186,42 @@ impl<'d> Resolver<'d> {
             raw: own,
             resolved,
             in_progress: Vec::new(),
+            uses: Vec::new(),
+            substitutions: Vec::new(),
         }
+    }
+
+    /// Every reference the resolved values reach, directly or through this
+    /// file's own definitions (`owner` None: from the values given to
+    /// `resolve`; Some(d): from the own definition `d`).
+    pub fn reached_from(&self, owner: Option<&str>) -> Vec<String> {
+        let mut reached: Vec<String> = Vec::new();
+        let mut owners: Vec<Option<&str>> = vec![owner];
+        let mut seen_owners: Vec<Option<&str>> = Vec::new();
+        while let Some(o) = owners.pop() {
+            if seen_owners.contains(&o) {
+                continue;
+            }
+            seen_owners.push(o);
+            for (by, reference) in &self.uses {
+                if by.as_deref() != o {
+                    continue;
+                }
+                if !reached.contains(reference) {
+                    reached.push(reference.clone());
+                }
+                let head = reference.split('.').next().unwrap_or_default();
+                if let Some((name, _)) = self.raw.get_key_value(head) {
+                    owners.push(Some(name.as_str()));
+                }
+            }
+        }
+        reached
+    }
+
+    /// Whole-string references replaced by their values: `(path, reference)`.
+    pub fn substitutions(&self) -> &[(String, String)] {
+        &self.substitutions
     }
 
     /// The resolved value of the definition `name`.
@@ -186,7 +258,11 @@ impl<'d> Resolver<'d> {
         if let [Piece::Reference(name)] = pieces.as_slice() {
             if s.trim() == s {
                 return match self.lookup(name, path, out) {
-                    Some(v) => v,
+                    Some(v) => {
+                        self.substitutions
+                            .push((path.to_string(), name.to_string()));
+                        v
+                    }
                     None => Value::String(s.to_string()),
                 };
             }
@@ -195,6 +271,17 @@ impl<'d> Resolver<'d> {
         for piece in &pieces {
             match piece {
                 Piece::Text(t) => text.push_str(t),
+                Piece::Malformed { text: form, target } => {
+                    out.push(
+                        Diagnostic::error(
+                            Code::UnknownReference,
+                            format!("`{form}` is not a reference: there is no `@reference:` form"),
+                        )
+                        .at(path)
+                        .with_hint(Some(format!("write `@{target}` or `@reference({target})`"))),
+                    );
+                    text.push_str(form);
+                }
                 Piece::Reference(name) => match self.lookup(name, path, out) {
                     Some(Value::String(v)) => text.push_str(&v),
                     Some(Value::Null) => {}
@@ -211,6 +298,8 @@ impl<'d> Resolver<'d> {
 
     /// The value of `name.a.b`, resolved.
     fn lookup(&mut self, reference: &str, path: &str, out: &mut Vec<Diagnostic>) -> Option<Value> {
+        self.uses
+            .push((self.in_progress.last().cloned(), reference.to_string()));
         let mut parts = reference.split('.');
         let head = parts.next().unwrap_or_default();
         let mut value = self.definition(head, path, out)?;
@@ -258,12 +347,14 @@ impl<'d> Resolver<'d> {
                 .keys()
                 .chain(self.resolved.keys())
                 .map(String::as_str);
-            let hint = did_you_mean(name, known).or_else(|| {
-                Some(
-                    "write `@@` for a literal `@`; known definitions: ".to_string()
-                        + &self.known_list(),
-                )
-            });
+            let hint = did_you_mean(name, known)
+                .or_else(|| self.nested_hint(name))
+                .or_else(|| {
+                    Some(
+                        "write `@@` for a literal `@`; known definitions: ".to_string()
+                            + &self.known_list(),
+                    )
+                });
             out.push(
                 Diagnostic::error(
                     Code::UnknownReference,
@@ -297,6 +388,62 @@ impl<'d> Resolver<'d> {
         self.in_progress.pop();
         self.resolved.insert(name.to_string(), value.clone());
         Some(value)
+    }
+
+    /// "did you mean `@models.writer`?" when `name` (or a name close to
+    /// it) is a key inside a definition (a namespace or a mapping).
+    fn nested_hint(&self, name: &str) -> Option<String> {
+        const MAX_DEPTH: usize = 3;
+        const MAX_PATHS: usize = 10_000;
+        fn walk(value: &Value, prefix: &str, depth: usize, paths: &mut Vec<(String, String)>) {
+            let Value::Object(map) = value else {
+                return;
+            };
+            for (key, v) in map {
+                if paths.len() >= MAX_PATHS {
+                    return;
+                }
+                let path = format!("{prefix}.{key}");
+                paths.push((key.clone(), path.clone()));
+                if depth < MAX_DEPTH {
+                    walk(v, &path, depth + 1, paths);
+                }
+            }
+        }
+        let mut paths: Vec<(String, String)> = Vec::new();
+        let mut names: Vec<(&String, &Value)> = self.resolved.iter().collect();
+        names.extend(
+            self.raw
+                .iter()
+                .filter(|(k, _)| !self.resolved.contains_key(*k)),
+        );
+        names.sort_by(|a, b| a.0.cmp(b.0));
+        for (def, value) in names {
+            walk(value, def, 1, &mut paths);
+        }
+        let exact: Vec<&str> = paths
+            .iter()
+            .filter(|(leaf, _)| leaf == name)
+            .map(|(_, p)| p.as_str())
+            .collect();
+        let found: Vec<&str> = if exact.is_empty() {
+            let leaves = paths.iter().map(|(leaf, _)| leaf.as_str());
+            let close = super::diagnostic::closest(name, leaves);
+            paths
+                .iter()
+                .filter(|(leaf, _)| close.contains(&leaf.as_str()))
+                .map(|(_, p)| p.as_str())
+                .collect()
+        } else {
+            exact
+        };
+        let first = found.first()?;
+        let quoted: Vec<String> = found.iter().take(3).map(|p| format!("`@{p}`")).collect();
+        let holder = first.split('.').next().unwrap_or_default();
+        Some(format!(
+            "did you mean {}? (`{name}` is inside `{holder}`)",
+            quoted.join(" or ")
+        ))
     }
 
     fn known_list(&self) -> String {

@@ -6,6 +6,7 @@ use super::diagnostic::{did_you_mean, Code, Diagnostic};
 use super::document::{join_index, join_key};
 use super::load::Loader;
 use super::model::*;
+use super::policy::InvalidSetting;
 use crate::template;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
@@ -352,6 +353,7 @@ pub fn validate(
         max_iterations,
         file: Some(file.to_path_buf()),
         base_dir: base_dir.to_path_buf(),
+        positions: Positions::default(),
     })
 }
 
@@ -481,7 +483,7 @@ fn user_inputs(c: &mut Checker, value: Option<&Value>) -> Vec<UserInput> {
             input_type == InputType::Literal && literal_values.as_ref().is_none_or(Vec::is_empty);
         if let Some(d) = default.as_ref().filter(|_| !literal_without_values) {
             if let Err(problem) =
-                crate::engine::inputs::coerce(input_type, literal_values.as_deref(), d, false)
+                super::inputs::coerce(input_type, literal_values.as_deref(), d, false)
             {
                 c.error(
                     Code::InvalidValue,
@@ -506,20 +508,20 @@ fn user_inputs(c: &mut Checker, value: Option<&Value>) -> Vec<UserInput> {
 }
 
 /// A model mapping: `provider` and `model` required, other keys are params.
-pub fn model_spec_from(value: &Value) -> Result<ModelSpec, String> {
+pub fn model_spec_from(value: &Value) -> Result<ModelSpec, InvalidSetting> {
     let Value::Object(m) = value else {
-        return Err(format!(
+        return Err(InvalidSetting(format!(
             "a model must be a mapping with `provider` and `model`, found {}",
             kind_of(value)
-        ));
+        )));
     };
     let field = |key: &str| match m.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(other) => Err(format!(
+        Some(other) => Err(InvalidSetting(format!(
             "model `{key}` must be text, found {}",
             kind_of(other)
-        )),
-        None => Err(format!("model mapping is missing `{key}`")),
+        ))),
+        None => Err(InvalidSetting(format!("model mapping is missing `{key}`"))),
     };
     let provider = field("provider")?;
     let model = field("model")?;
@@ -536,9 +538,20 @@ pub fn model_spec_from(value: &Value) -> Result<ModelSpec, String> {
 }
 
 fn model_spec(c: &mut Checker, value: &Value, path: &str) -> Option<ModelSpec> {
+    // A reference that did not resolve is left as text; its error is the
+    // root cause, so "a model must be a mapping" would only repeat it.
+    let unresolved = value
+        .as_str()
+        .is_some_and(|s| s.starts_with('@') && super::references::has_reference(s))
+        && c.out.iter().any(|d| {
+            d.is_error() && matches!(d.code, Code::UnknownReference | Code::ReferenceCycle)
+        });
+    if unresolved {
+        return None;
+    }
     match model_spec_from(value) {
         Ok(spec) => Some(spec),
-        Err(message) => {
+        Err(InvalidSetting(message)) => {
             c.error(Code::InvalidValue, path, message);
             None
         }
@@ -760,12 +773,24 @@ fn settings(c: &mut Checker, m: &Map<String, Value>, path: &str, node_type: &str
         match c.string(m, "on_error", path, false).as_deref() {
             None | Some("fail") | Some("halt") => None,
             Some("continue") => Some(OnError::Continue),
+            // Content Composer accepts `skip` on every node.
+            Some("skip") => {
+                c.out.push(
+                    Diagnostic::warning(
+                        Code::InvalidValue,
+                        "`on_error: skip` is for map nodes; on this node it means `continue` (the output is null and the error is stored under `<output>_error`)",
+                    )
+                    .at(join_key(path, "on_error"))
+                    .with_hint(Some("write `on_error: continue`".into())),
+                );
+                Some(OnError::Continue)
+            }
             Some(other) => {
                 c.error_hint(
                     Code::InvalidValue,
                     &join_key(path, "on_error"),
-                    format!("unknown on_error `{other}` (known: fail, continue)"),
-                    did_you_mean(other, ["fail", "continue"]),
+                    format!("unknown on_error `{other}` (known: fail, continue, skip)"),
+                    did_you_mean(other, ["fail", "continue", "skip"]),
                 );
                 None
             }
@@ -785,19 +810,24 @@ fn settings(c: &mut Checker, m: &Map<String, Value>, path: &str, node_type: &str
             }
         },
     };
-    if let Err(e) = crate::cache::NodeCachePolicy::parse(m.get("cache")) {
-        c.error(Code::InvalidValue, &join_key(path, "cache"), e);
-    }
-    if let Some(retry) = m.get("retry").filter(|v| !v.is_null()) {
-        let defaults = crate::providers::retry::RetryPolicy::from_settings(&Default::default());
-        if let Err(e) = defaults.with_node(retry) {
-            c.error(Code::InvalidValue, &join_key(path, "retry"), e);
-        }
-    }
+    let cache = CachePolicy::parse(m.get("cache")).unwrap_or_else(|e| {
+        c.error(Code::InvalidValue, &join_key(path, "cache"), e.0);
+        CachePolicy::default()
+    });
+    let retry = match m.get("retry") {
+        None | Some(Value::Null) => None,
+        Some(v) => match RetryPolicy::parse(v) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                c.error(Code::InvalidValue, &join_key(path, "retry"), e.0);
+                None
+            }
+        },
+    };
     NodeSettings {
         on_error,
-        cache: m.get("cache").cloned(),
-        retry: m.get("retry").cloned(),
+        cache,
+        retry,
         timeout,
     }
 }
@@ -906,10 +936,27 @@ fn sub_recipe(
     base_dir: &Path,
     loader: &mut Loader,
 ) -> Option<SubRecipe> {
+    let at = join_key(path, "recipe_path");
+    // A reference in it was reported before references were resolved.
+    if c.out
+        .iter()
+        .any(|d| d.is_error() && d.path.as_deref() == Some(&at))
+    {
+        return None;
+    }
     let recipe_path = c.string(m, "recipe_path", path, true)?;
+    if recipe_path.contains("{{") || recipe_path.contains("{%") {
+        c.error_hint(
+            Code::SubRecipe,
+            &at,
+            format!("`recipe_path` must be a plain path, but `{recipe_path}` holds a template (recipe paths are not expanded)"),
+            Some("write the sub-recipe's file path, relative to this recipe (e.g. `sub/summary.yaml`)".into()),
+        );
+        return None;
+    }
     let full = base_dir.join(&recipe_path);
-    let recipe = match loader.load_sub_recipe(&full) {
-        Ok(r) => r,
+    let (recipe, plan) = match loader.load_sub_recipe(&full) {
+        Ok(loaded) => loaded,
         Err(diags) => {
             let nested_errors = diags.iter().filter(|d| d.is_error()).count();
             // A problem without a file is about the path itself (missing
@@ -929,20 +976,21 @@ fn sub_recipe(
             return None;
         }
     };
+    let sub_ids: Vec<&str> = recipe.user_inputs.iter().map(|u| u.id.as_str()).collect();
+    let mapped = match m.get("input_mapping") {
+        Some(Value::Object(entries)) => Some(("input_mapping", entries)),
+        None | Some(Value::Null) => match m.get("input") {
+            Some(Value::Object(entries)) => Some(("input", entries)),
+            _ => None,
+        },
+        Some(_) => None,
+    };
+    if let Some((field, entries)) = mapped {
+        undeclared_sub_inputs(c, &recipe, &sub_ids, entries, &join_key(path, field));
+    }
     let input_mapping = match m.get("input_mapping") {
         None | Some(Value::Null) => None,
         Some(Value::Object(entries)) => {
-            let sub_ids: Vec<&str> = recipe.user_inputs.iter().map(|u| u.id.as_str()).collect();
-            for key in entries.keys() {
-                if !sub_ids.contains(&key.as_str()) {
-                    c.error_hint(
-                        Code::UnknownOutput,
-                        &join_key(&join_key(path, "input_mapping"), key),
-                        format!("sub-recipe `{}` has no input `{key}`", recipe.name),
-                        did_you_mean(key, sub_ids.iter().copied()),
-                    );
-                }
-            }
             c.template_values(
                 &Value::Object(entries.clone()),
                 &join_key(path, "input_mapping"),
@@ -1010,9 +1058,70 @@ fn sub_recipe(
     Some(SubRecipe {
         recipe_path: full,
         recipe,
+        plan,
         input_mapping,
         output_mapping,
     })
+}
+
+/// A Jinja spelling for operators from other languages that conditions
+/// are often written with.
+fn condition_hint(cond: &str) -> Option<String> {
+    if let Some((left, right)) = cond.split_once(" contains ") {
+        let (left, right) = (left.trim(), right.trim());
+        return Some(format!(
+            "Jinja has no `contains` operator; write `{right} in {left}`"
+        ));
+    }
+    for (wrong, right) in [("&&", "and"), ("||", "or"), ("===", "=="), ("!==", "!=")] {
+        if cond.contains(wrong) {
+            return Some(format!("Jinja writes `{wrong}` as `{right}`"));
+        }
+    }
+    let t = cond.trim_start();
+    if t.starts_with('!') && !t.starts_with("!=") {
+        return Some("Jinja writes `!x` as `not x`".into());
+    }
+    None
+}
+
+/// Keys passed into a sub-recipe that it does not declare: a near miss of
+/// a declared input is an error (a typo), anything else a warning (the
+/// value is passed into its state as it is, as Content Composer does).
+fn undeclared_sub_inputs(
+    c: &mut Checker,
+    recipe: &Recipe,
+    sub_ids: &[&str],
+    entries: &Map<String, Value>,
+    path: &str,
+) {
+    for key in entries.keys() {
+        if sub_ids.contains(&key.as_str()) {
+            continue;
+        }
+        let at = join_key(path, key);
+        match did_you_mean(key, sub_ids.iter().copied()) {
+            Some(hint) => c.error_hint(
+                Code::SubRecipeInput,
+                &at,
+                format!("sub-recipe `{}` has no input `{key}`", recipe.name),
+                Some(hint),
+            ),
+            None => c.out.push(
+                Diagnostic::warning(
+                    Code::SubRecipeInput,
+                    format!(
+                        "sub-recipe `{}` declares no input `{key}`; the value is passed into its state as it is",
+                        recipe.name
+                    ),
+                )
+                .at(at)
+                .with_hint(Some(format!(
+                    "declare it in the sub-recipe's `user_inputs` (`- id: {key}`) to have it checked"
+                ))),
+            ),
+        }
+    }
 }
 
 /// `"{{ x > 1 }}"` → `x > 1`; a bare expression is returned as it is.
@@ -1070,10 +1179,11 @@ fn edge(
             };
             if let Some(cond) = &condition {
                 if let Err(e) = template::check_expression(cond) {
-                    c.error(
+                    c.error_hint(
                         Code::InvalidTemplate,
                         &join_key(path, "condition"),
                         format!("condition `{cond}` does not parse: {e}"),
+                        condition_hint(cond),
                     );
                 }
             }
@@ -1133,6 +1243,26 @@ fn final_output(
 ) -> Option<FinalOutput> {
     let check_key = |c: &mut Checker, key: &str, at: &str| {
         let head = key.split('.').next().unwrap_or_default();
+        let is_name = head
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_alphabetic() || ch == '_');
+        if !is_name {
+            let mut names: Vec<&str> = known
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !k.ends_with("_error") && !k.ends_with("_errors"))
+                .collect();
+            names.sort_unstable();
+            let shown: Vec<String> = names.iter().take(8).map(|n| format!("`{n}`")).collect();
+            c.error_hint(
+                Code::UnknownOutput,
+                at,
+                format!("final output `{key}` is not a key: write a state key or a dotted path (a placeholder such as `...` cannot be left in)"),
+                Some(format!("known keys: {}", shown.join(", "))),
+            );
+            return;
+        }
         if !known.contains(head) {
             c.error_hint(
                 Code::UnknownOutput,
@@ -1167,10 +1297,11 @@ fn final_output(
                 Some(Value::String(s)) => {
                     let cond = strip_braces(s).to_string();
                     if let Err(e) = template::check_expression(&cond) {
-                        c.error(
+                        c.error_hint(
                             Code::InvalidTemplate,
                             &join_key(path, "condition"),
                             format!("condition `{cond}` does not parse: {e}"),
+                            condition_hint(&cond),
                         );
                     }
                     Some(cond)

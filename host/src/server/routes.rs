@@ -496,8 +496,15 @@ async fn start_run(
         local_functions: Some(tenant.local_functions()),
     };
     let services = state.app.services(&recipe, &options).await;
-    let mut prepared =
-        runner::prepare(&services, &recipe, &inputs, false, None).map_err(|e| not_started(&e))?;
+    let mut prepared = runner::prepare(
+        &services,
+        &recipe,
+        &inputs,
+        false,
+        None,
+        Some(&tenant.data_dir),
+    )
+    .map_err(|e| not_started(&e))?;
     resolve_files(tenant, &recipe, &mut prepared.values)?;
     let unfinished: u64 = {
         let queued = state.queue.depth().await?;

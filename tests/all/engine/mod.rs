@@ -8,9 +8,11 @@
 //! durations).
 
 mod cli_run;
+mod compat;
 mod hitl;
 mod loops;
 mod map;
+mod recipe_layer;
 mod scheduling;
 mod subrecipe;
 mod values;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 const CHAT: &str = "/v1/chat/completions";
 
-fn request(retry: Option<serde_json::Value>) -> LanguageRequest {
+fn request(retry: Option<composer::recipe::policy::RetryPolicy>) -> LanguageRequest {
     LanguageRequest {
         model: ModelSpec {
             provider: "openai".into(),
@@ -61,7 +61,10 @@ async fn aimd_halves_the_concurrency_on_429s_and_recovers() {
     // Three 429s, each a call of one attempt: 16 → 8 → 4 → 2.
     fake.script(CHAT, (0..3).map(|_| Fault::rate_limited(Some("0"))));
     let openai = providers.language("openai").unwrap();
-    let once = request(Some(json!({"max_attempts": 1})));
+    let once = request(Some(composer::recipe::policy::RetryPolicy {
+        max_attempts: Some(1),
+        ..Default::default()
+    }));
     for expected in [8, 4, 2] {
         let e = openai.complete(&once).await.unwrap_err();
         assert_eq!(e.status, Some(429), "{e}");
