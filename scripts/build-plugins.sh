@@ -98,11 +98,16 @@ ensure_tool() {
 }
 
 # (Chained with &&: these run as an `if` condition, where `set -e` is off.)
+# Into a virtual environment, or where `venv` is missing (Debian without
+# python3-venv) into a plain folder with `pip install --target`.
 install_py() {
-  python3 -m venv "$1" &&
-    "$1/bin/python" -m pip install --quiet --disable-pip-version-check \
-      "componentize-py==$componentize_py_version" &&
-    echo "$componentize_py_version" >"$1/.installed"
+  local pip=(-m pip install --quiet --disable-pip-version-check)
+  if python3 -m venv "$1" 2>/dev/null; then
+    "$1/bin/python" "${pip[@]}" "componentize-py==$componentize_py_version"
+  else
+    rm -rf "$1" &&
+      python3 "${pip[@]}" --target "$1/site" "componentize-py==$componentize_py_version"
+  fi && echo "$componentize_py_version" >"$1/.installed"
 }
 
 install_js() {
@@ -160,8 +165,10 @@ if not composer_plugin.functions():
     raise SystemExit("module \`$module\` registers no functions: decorate them with @composer_plugin.function")
 WitWorld = composer_plugin.WitWorld
 EOF
-    (cd "$stage" && VIRTUAL_ENV="$stage/no-venv" PYTHONPATH='' \
-      "$tools/componentize-py-$componentize_py_version/bin/python" -c \
+    local py_tool="$tools/componentize-py-$componentize_py_version" python=python3 site=''
+    if [ -x "$py_tool/bin/python" ]; then python="$py_tool/bin/python"; else site="$py_tool/site"; fi
+    (cd "$stage" && VIRTUAL_ENV="$stage/no-venv" PYTHONPATH="$site" \
+      "$python" -c \
       $'import sys\nfrom componentize_py import script\nsys.argv[0] = \'componentize-py\'\nsys.exit(script())' \
       --quiet -d wit -w plugin componentize -p main -p src -p sdk \
       composer_plugin_main -o "$stage/out.wasm")
@@ -184,11 +191,19 @@ EOF
 shopt -s nullglob
 python_plugins=("$plugins"/*/pyproject.toml)
 js_plugins=("$plugins"/*/package.json)
+need() { # command what-for
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "error: the $2 plugins in plugins/ need \`$1\` (Python 3.10+ with pip; Node.js 18+ with npm)" >&2
+  exit 1
+}
 if [ ${#python_plugins[@]} -gt 0 ]; then
+  need python3 Python
   ensure_tool "componentize-py-$componentize_py_version" install_py \
     "componentize-py $componentize_py_version (Python plugin builder, ~70 MB) with pip"
 fi
 if [ ${#js_plugins[@]} -gt 0 ]; then
+  need node JavaScript
+  need npm JavaScript
   ensure_tool "componentize-js-$componentize_js_version" install_js \
     "componentize-js $componentize_js_version (JavaScript plugin builder, ~390 MB) with npm"
 fi

@@ -15,7 +15,7 @@ Functions (input -> output):
 - `echo` -> its input, unchanged (pure).
 """
 
-import sys
+import os
 
 from composer_plugin import PluginError, function
 
@@ -59,10 +59,14 @@ def invalid_json(input: dict) -> dict:
 @function
 def stdout_flood(input: dict) -> dict:
     """Writes `mib` MiB (default 100) to stdout."""
-    chunk = "y" * (1 << 20)
+    # os.write, not print: it says how much each write took, and the rest
+    # is written again (sys.stdout in a component keeps only what one
+    # write takes).
+    chunk = b"y" * (1 << 20)
     for _ in range(int(input.get("mib", 100))):
-        sys.stdout.write(chunk)
-    sys.stdout.flush()
+        data = memoryview(chunk)
+        while data:
+            data = data[os.write(1, data) :]
     return {"ok": True}
 
 

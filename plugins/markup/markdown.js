@@ -3,12 +3,24 @@
 // block quotes, ordered and unordered lists (one level), horizontal rules.
 // Everything else is text, HTML-escaped: a plugin's output is safe to embed.
 
+// Latin letters with accents and their plain spelling. (The engine inside
+// the component has no Unicode normalisation: `String.prototype.normalize`
+// is missing there.)
+const FOLD = {};
+for (const [plain, accented] of Object.entries({
+  a: "àáâãäåāăą", ae: "æ", c: "çćčĉċ", d: "ďđð", e: "èéêëēĕėęě", g: "ĝğġģ",
+  h: "ĥħ", i: "ìíîïĩīĭįı", j: "ĵ", k: "ķ", l: "ĺļľŀł", n: "ñńņňŉ",
+  o: "òóôõöøōŏő", oe: "œ", r: "ŕŗř", s: "śŝşš", ss: "ß", t: "ţťŧ", th: "þ",
+  u: "ùúûüũūŭůűų", w: "ŵ", y: "ýÿŷ", z: "źżž",
+})) {
+  for (const ch of accented) FOLD[ch] = plain;
+}
+
 /** Lower-case words joined by `-`, accents removed: "Héllo, World!" -> "hello-world". */
 export function slugify(text, separator = "-") {
   return String(text)
-    .normalize("NFKD")
-    .replace(/[\u0300-\u036f]/g, "")
     .toLowerCase()
+    .replace(/[^\u0000-\u007f]/g, (ch) => FOLD[ch] ?? ch)
     .replace(/[^a-z0-9]+/g, " ")
     .trim()
     .split(/\s+/)
