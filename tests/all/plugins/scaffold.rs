@@ -61,7 +61,12 @@ fn scaffold_build_and_run(lang: &str) {
         .skip(1)
         .map(str::trim)
         .collect();
-    assert_eq!(exports, ["describe", "call"], "{}", inspected.describe());
+    // (componentize-py also exports an empty `exports` instance.)
+    assert!(
+        exports.ends_with(&["describe", "call"]),
+        "{}",
+        inspected.describe()
+    );
 
     let listed = composer(&["plugin", "list"]);
     assert!(
