@@ -149,6 +149,15 @@ build_interpreted() {
     report "$name" "$out/$name.wasm"
     return 0
   fi
+  # The tool is installed only when something needs building.
+  if [ "$lang" = python ]; then
+    ensure_tool "componentize-py-$componentize_py_version" install_py \
+      "componentize-py $componentize_py_version (Python plugin builder, ~70 MB) with pip"
+  else
+    need npm JavaScript
+    ensure_tool "componentize-js-$componentize_js_version" install_js \
+      "componentize-js $componentize_js_version (JavaScript plugin builder, ~390 MB) with npm"
+  fi
   echo "building $name ($lang plugin) ..." >&2
   stage="$out/.build-$$-$name"
   rm -rf "$stage"
@@ -196,17 +205,8 @@ need() { # command what-for
   echo "error: the $2 plugins in plugins/ need \`$1\` (Python 3.10+ with pip; Node.js 18+ with npm)" >&2
   exit 1
 }
-if [ ${#python_plugins[@]} -gt 0 ]; then
-  need python3 Python
-  ensure_tool "componentize-py-$componentize_py_version" install_py \
-    "componentize-py $componentize_py_version (Python plugin builder, ~70 MB) with pip"
-fi
-if [ ${#js_plugins[@]} -gt 0 ]; then
-  need node JavaScript
-  need npm JavaScript
-  ensure_tool "componentize-js-$componentize_js_version" install_js \
-    "componentize-js $componentize_js_version (JavaScript plugin builder, ~390 MB) with npm"
-fi
+[ ${#python_plugins[@]} -eq 0 ] || need python3 Python
+[ ${#js_plugins[@]} -eq 0 ] || need node JavaScript
 for manifest in "${python_plugins[@]}"; do
   build_interpreted "$(dirname "$manifest")" python
 done
