@@ -1,22 +1,46 @@
-//! `composer plugin new|build|inspect|list`
+//! `composer plugin new|build|test|inspect|list`, the same for plugins in
+//! Rust, Python and JavaScript.
+
+#[path = "plugin_build.rs"]
+mod build;
+#[path = "plugin_project.rs"]
+mod project;
+#[path = "plugin_test.rs"]
+mod test;
 
 use crate::plugins::catalog::{self, PluginHost, PluginSettings};
 use crate::plugins::FunctionRegistry;
+use project::{Lang, PluginCliError, Project, TESTS_FILE};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
 pub enum PluginCommand {
-    /// Scaffold a plugin crate (Rust, built for wasm32-wasip2).
+    /// Scaffold a plugin with one example function and its tests.
     New {
         name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
         /// Folder to create it in (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Build a plugin crate into a component.
+    /// Build a plugin folder (Rust, Python or JavaScript) into a component.
     Build {
-        /// The crate's folder (default: the current folder).
+        /// The plugin's folder (default: the current folder).
+        path: Option<PathBuf>,
+        /// Put the component into this folder (e.g. `plugins/dist`). Default:
+        /// `DIR/dist` for Python and JavaScript, cargo's target folder for Rust.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Rebuild even when the sources are unchanged.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build a plugin folder and run its tests (`tests.json`) through the host.
+    Test {
+        /// The plugin's folder (default: the current folder).
         path: Option<PathBuf>,
     },
     /// Show a component's functions, imports, size and hash.
@@ -29,206 +53,113 @@ pub enum PluginCommand {
 }
 
 pub fn run(command: PluginCommand, settings: PluginSettings) -> ExitCode {
-    match command {
-        PluginCommand::New { name, dir } => new(&name, dir),
-        PluginCommand::Build { path } => build(&path.unwrap_or_else(|| PathBuf::from("."))),
-        PluginCommand::Inspect { file } => inspect(&file, settings),
-        PluginCommand::List { json } => list(settings, json),
-    }
-}
-
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            None
+    let here = || PathBuf::from(".");
+    let result = match command {
+        PluginCommand::New { name, lang, dir } => new(&name, lang, dir),
+        PluginCommand::Build { path, out, force } => {
+            build_command(&path.unwrap_or_else(here), out.as_deref(), force)
         }
-    }
-}
-
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-fn new(name: &str, dir: Option<PathBuf>) -> ExitCode {
-    if !valid_name(name) {
-        eprintln!("error: plugin name `{name}` must be lower-case letters, digits and `_`, starting with a letter (it is also the function's name)");
-        return ExitCode::from(2);
-    }
-    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
-    if dir.exists() {
-        eprintln!("error: `{}` already exists", dir.display());
-        return ExitCode::FAILURE;
-    }
-    // The SDK this composer was built with; a crate elsewhere can point at
-    // its own copy.
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk");
-    let sdk = std::fs::canonicalize(&sdk).unwrap_or(sdk);
-    let cargo_toml = format!(
-        r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2021"
-
-[lib]
-crate-type = ["cdylib", "rlib"]
-
-[dependencies]
-composer-plugin-sdk = {{ path = "{sdk}" }}
-serde = {{ version = "1", features = ["derive"] }}
-serde_json = "1"
-
-[profile.release]
-opt-level = "s"
-lto = true
-strip = true
-panic = "abort"
-
-# A plugin builds on its own, outside any enclosing workspace.
-[workspace]
-"#,
-        sdk = sdk.display()
-    );
-    let lib_rs = format!(
-        r#"//! `{name}`: describe what it does and its input and output here.
-
-use composer_plugin_sdk::{{export, log}};
-use serde::{{Deserialize, Serialize}};
-
-#[derive(Deserialize)]
-pub struct Input {{
-    pub text: String,
-}}
-
-#[derive(Serialize)]
-pub struct Output {{
-    pub words: usize,
-}}
-
-pub fn {name}(input: Input) -> Result<Output, String> {{
-    log::info("counting words");
-    Ok(Output {{ words: input.text.split_whitespace().count() }})
-}}
-
-export!({name}: "Counts the words of `text`" (pure));
-
-#[cfg(test)]
-mod tests {{
-    use super::*;
-
-    #[test]
-    fn counts_words() {{
-        let out = {name}(Input {{ text: "a b c".into() }}).map(|o| o.words);
-        assert_eq!(out, Ok(3));
-    }}
-}}
-"#
-    );
-    let written = std::fs::create_dir_all(dir.join("src"))
-        .and_then(|()| std::fs::write(dir.join("Cargo.toml"), cargo_toml))
-        .and_then(|()| std::fs::write(dir.join("src/lib.rs"), lib_rs));
-    if let Err(e) = written {
-        eprintln!("error: cannot write `{}`: {e}", dir.display());
-        return ExitCode::FAILURE;
-    }
-    println!("created {}", dir.display());
-    println!("next: composer plugin build {}", dir.display());
-    ExitCode::SUCCESS
-}
-
-fn ensure_target() -> Result<(), String> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map_err(|e| format!("cannot run rustup: {e}"))?;
-    if String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|l| l.trim() == "wasm32-wasip2")
-    {
-        return Ok(());
-    }
-    let status = Command::new("rustup")
-        .args(["target", "add", "wasm32-wasip2"])
-        .status()
-        .map_err(|e| format!("cannot run rustup: {e}"))?;
-    status
-        .success()
-        .then_some(())
-        .ok_or_else(|| "rustup target add wasm32-wasip2 failed".into())
-}
-
-fn build(path: &Path) -> ExitCode {
-    let manifest = path.join("Cargo.toml");
-    if !manifest.is_file() {
-        eprintln!("error: `{}` has no Cargo.toml", path.display());
-        return ExitCode::from(2);
-    }
-    if let Err(e) = ensure_target() {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(_) => return ExitCode::FAILURE,
+        PluginCommand::Test { path } => test_command(&path.unwrap_or_else(here), settings),
+        PluginCommand::Inspect { file } => return inspect(&file, settings),
+        PluginCommand::List { json } => return list(settings, json),
+    };
+    match result {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: cannot run cargo: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    let metadata = Command::new("cargo")
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .output();
-    let target_dir = metadata
-        .ok()
-        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-        .and_then(|v| v["target_directory"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| path.join("target"));
-    let out = target_dir.join("wasm32-wasip2/release");
-    let mut found = false;
-    if let Ok(entries) = std::fs::read_dir(&out) {
-        for entry in entries.filter_map(Result::ok) {
-            let p = entry.path();
-            if p.extension().is_some_and(|e| e == "wasm") {
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                println!("{} ({} KB)", p.display(), size / 1024);
-                found = true;
+            eprintln!("error: {e}");
+            match e {
+                PluginCliError::InvalidName(_) | PluginCliError::NotAPlugin(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
             }
         }
     }
-    if !found {
-        eprintln!("error: the build made no component in `{}`", out.display());
-        return ExitCode::FAILURE;
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, PluginCliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PluginCliError::Host(format!("cannot start the async runtime: {e}")))
+}
+
+fn new(name: &str, lang: Lang, dir: Option<PathBuf>) -> Result<ExitCode, PluginCliError> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    project::scaffold(name, lang, &dir)?;
+    println!("created {} ({} plugin)", dir.display(), lang.as_str());
+    println!("next: composer plugin test {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_project(
+    dir: &Path,
+    out: Option<&Path>,
+    force: bool,
+) -> Result<(Project, build::Built), PluginCliError> {
+    let project = project::detect(dir)?;
+    if project.lang != Lang::Rust {
+        eprintln!(
+            "building {} ({} plugin) ...",
+            project.name,
+            project.lang.as_str()
+        );
     }
-    println!("copy it into a plugin folder (default `plugins/dist`) to use it");
-    ExitCode::SUCCESS
+    let built = build::build(&project, out, force)?;
+    Ok((project, built))
+}
+
+fn build_command(dir: &Path, out: Option<&Path>, force: bool) -> Result<ExitCode, PluginCliError> {
+    let (_, built) = build_project(dir, out, force)?;
+    let state = if built.rebuilt { "" } else { ", up to date" };
+    println!(
+        "{} ({} KB{state})",
+        built.component.display(),
+        built.size / 1024
+    );
+    if out.is_none() {
+        println!("copy it into a plugin folder (default `plugins/dist`) to use it");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test_command(dir: &Path, settings: PluginSettings) -> Result<ExitCode, PluginCliError> {
+    let tests = dir.join(TESTS_FILE);
+    let cases = test::read_cases(&tests)?;
+    let (project, built) = build_project(dir, None, false)?;
+    let rt = runtime()?;
+    let host = PluginHost::new(PluginSettings {
+        paths: vec![built.component.clone()],
+        ..settings
+    });
+    let scratch = test::Scratch::new()?;
+    let results = rt.block_on(test::run_cases(&host, &built.component, &cases, &scratch.0))?;
+    let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    for r in &results {
+        match &r.failure {
+            None => println!("ok    {}", r.label),
+            Some(why) => println!("FAIL  {}: {why}", r.label),
+        }
+    }
+    println!(
+        "{}: {} passed, {failed} failed ({} plugin, {})",
+        project.name,
+        results.len() - failed,
+        project.lang.as_str(),
+        built.component.display()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn inspect(file: &Path, settings: PluginSettings) -> ExitCode {
-    let Some(rt) = runtime() else {
-        return ExitCode::FAILURE;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let host = PluginHost::new(settings);
     let result = rt.block_on(async {
@@ -262,7 +193,15 @@ fn inspect(file: &Path, settings: PluginSettings) -> ExitCode {
             println!("  functions:");
             for f in functions {
                 let pure = if f.pure { " (pure)" } else { "" };
-                println!("    {}{pure}: {}", f.name, f.description);
+                let tags = if f.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", f.tags.join(", "))
+                };
+                println!("    {}{pure}{tags}: {}", f.name, f.description);
+                if let Some(schema) = &f.input_schema {
+                    println!("      input: {schema}");
+                }
             }
             println!("  imports:");
             for i in imports {
@@ -282,8 +221,12 @@ fn inspect(file: &Path, settings: PluginSettings) -> ExitCode {
 }
 
 fn list(settings: PluginSettings, json: bool) -> ExitCode {
-    let Some(rt) = runtime() else {
-        return ExitCode::FAILURE;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let host = PluginHost::new(settings);
     let mut registry = FunctionRegistry::default();

@@ -152,7 +152,7 @@ impl PluginRuntime {
         let mut pool = PoolingAllocationConfig::default();
         let slots = settings.max_instances.max(1);
         pool.total_component_instances(slots)
-            .total_core_instances(slots.saturating_mul(8))
+            .total_core_instances(slots.saturating_mul(16)) // a Python component has 14
             .total_memories(slots.saturating_mul(2))
             .total_tables(slots.saturating_mul(4))
             .total_stacks(slots)

@@ -8,13 +8,22 @@ use composer::plugins::FunctionRegistry;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// The functions of `plugins/dist`, one per component.
-const PROJECT_FUNCTIONS: &[&str] = &[
-    "combine_audio_files",
-    "extract_file_content",
-    "prepare_agent_configs",
-    "prepare_summaries_for_synthesis",
-    "split_transcript",
+/// The functions of `plugins/dist` (sorted) and their components, in Rust,
+/// Python (`text_insights`) and JavaScript (`markup`).
+const PROJECT_FUNCTIONS: &[(&str, &str)] = &[
+    ("combine_audio_files", "combine_audio_files"),
+    ("extract_file_content", "extract_file_content"),
+    ("extract_keywords", "text_insights"),
+    ("markdown_to_html", "markup"),
+    ("outline_markdown", "markup"),
+    ("prepare_agent_configs", "prepare_agent_configs"),
+    (
+        "prepare_summaries_for_synthesis",
+        "prepare_summaries_for_synthesis",
+    ),
+    ("score_readability", "text_insights"),
+    ("slugify", "markup"),
+    ("split_transcript", "split_transcript"),
 ];
 
 /// A working folder whose `composer.toml` reads `plugins/dist`.
@@ -87,14 +96,14 @@ fn plugin_list_shows_project_functions_with_their_scope() {
     let env = project();
     let out = bin(&env.root, &["plugin", "list"]);
     assert_eq!(out.code, Some(0), "{}", out.describe());
-    for name in PROJECT_FUNCTIONS {
+    for (name, component) in PROJECT_FUNCTIONS {
         let line = out
             .stdout
             .lines()
             .find(|l| l.split_whitespace().nth(1) == Some(name))
             .unwrap_or_else(|| panic!("`{name}` is not listed\n{}", out.describe()));
         assert!(line.starts_with("project"), "{line}");
-        assert!(line.contains(&format!("{name}.wasm")), "{line}");
+        assert!(line.contains(&format!("{component}.wasm")), "{line}");
     }
     // The test-only component lives in a subfolder, which is not read.
     assert!(!out.stdout.contains("loop_forever"), "{}", out.describe());
@@ -116,7 +125,7 @@ fn plugin_list_shows_project_functions_with_their_scope() {
     listed.sort();
     let expected: Vec<(String, String)> = PROJECT_FUNCTIONS
         .iter()
-        .map(|n| (n.to_string(), "project".to_string()))
+        .map(|(n, _)| (n.to_string(), "project".to_string()))
         .collect();
     assert_eq!(listed, expected);
 }

@@ -14,12 +14,17 @@
 
 mod cli;
 mod isolation;
+/// Python and JavaScript plugins: the examples, hostile guests, maps, the
+/// three-language recipe.
+mod languages;
 mod limits;
 /// `--profile-plugins`: guest profiles of calls.
 mod profile;
 mod recipes;
 mod registry;
 mod sandbox;
+/// `composer plugin new|build|test` for Python and JavaScript.
+mod scaffold;
 
 use composer::config::EngineSettings;
 use composer::engine::events::{CollectEvents, Event, EventKind};
@@ -43,10 +48,14 @@ pub const MIB: u64 = 1024 * 1024;
 const COMPONENTS: &[&str] = &[
     "combine_audio_files",
     "extract_file_content",
+    "markup",
     "prepare_agent_configs",
     "prepare_summaries_for_synthesis",
     "split_transcript",
+    "text_insights",
     "test/hostile",
+    "test/hostile_js",
+    "test/hostile_py",
 ];
 
 /// The repository root.
@@ -160,7 +169,13 @@ impl Env {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if !name.starts_with('.') && !name.ends_with(".tmp") && path.is_file() {
-                std::fs::copy(&path, env.cache.join(&name)).unwrap();
+                // Linked, not copied: the compiled Python and JavaScript
+                // runtimes are tens of MB, and cache files are never
+                // changed in place (new ones are renamed into the folder).
+                let to = env.cache.join(&name);
+                if std::fs::hard_link(&path, &to).is_err() {
+                    std::fs::copy(&path, &to).unwrap();
+                }
             }
         }
         env
