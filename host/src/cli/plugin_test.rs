@@ -131,6 +131,7 @@ pub async fn run_cases(
         on_log: None,
         on_progress: None,
         on_usage: None,
+        caps: None,
     };
     let mut results = Vec::new();
     for (i, case) in cases.iter().enumerate() {
