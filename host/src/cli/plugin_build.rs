@@ -477,6 +477,10 @@ fn componentize_python(project: &Project, stage: &Stage) -> Result<PathBuf, Plug
             .current_dir(&stage.dir)
             .env("VIRTUAL_ENV", &no_venv)
             .env("PYTHONPATH", tool.site.as_deref().unwrap_or(Path::new("")))
+            // A Rust backtrace (componentize-py is Rust inside) would push
+            // the Python error naming the file out of the message.
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
             .args([
                 "-c",
                 "import sys\nfrom componentize_py import script\nsys.argv[0] = 'componentize-py'\nsys.exit(script())",
