@@ -37,6 +37,12 @@ edges: [draft to approve, approve to publish]
 final_outputs: [publish]
 "#;
 
+const SLOW: &str = r#"
+name: slow
+nodes:
+  - {id: wait, type: language_task, model: {provider: mock, model: echo, latency_ms: 150}, prompt: "slowly"}
+"#;
+
 struct Server {
     child: Child,
     base: String,
@@ -80,6 +86,7 @@ fn server(quotas_b: &str) -> Server {
     write(d, "a/recipes/hello.yaml", HELLO);
     write(d, "a/recipes/review.yaml", REVIEW);
     write(d, "b/recipes/hello.yaml", HELLO);
+    write(d, "a/recipes/slow.yaml", SLOW);
     write(
         d,
         "composer.toml",
@@ -90,6 +97,7 @@ path = "{db}"
 
 [server]
 data_dir = "{data}"
+max_running = 2
 
 [[tenants]]
 id = "a"
@@ -222,7 +230,7 @@ async fn keys_tenants_runs_and_events() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["hello", "review"]);
+    assert_eq!(names, ["hello", "review", "slow"]);
     assert_eq!(
         recipes["recipes"][0]["inputs"]["properties"]["who"]["type"],
         "string"
@@ -438,5 +446,55 @@ async fn a_hitl_run_waits_survives_a_restart_and_finishes_after_a_reply() {
         ids,
         (1..=ids.len() as u64).collect::<Vec<_>>(),
         "no gap, no duplicate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_burst_does_not_starve_another() {
+    let s = server("");
+    let b = &s.base;
+    let url = format!("{b}/v1/recipes/slow/runs");
+    for _ in 0..200 {
+        let (st, _, _) = call(Method::POST, &url, Some(KEY_A), Some(json!({}))).await;
+        assert_eq!(st, 202);
+    }
+    let succeeded = || async {
+        let (_, done, _) = call(
+            Method::GET,
+            &format!("{b}/v1/runs?status=succeeded&limit=1000"),
+            Some(KEY_A),
+            None,
+        )
+        .await;
+        done["runs"].as_array().unwrap().len()
+    };
+    let before = succeeded().await;
+    // B's single run is taken next, not after A's queue drains.
+    let (st, run, _) = call(
+        Method::POST,
+        &format!("{b}/v1/recipes/hello/runs?wait=true"),
+        Some(KEY_B),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, 200, "{run}");
+    assert_eq!(run["status"], "succeeded");
+    let after = succeeded().await;
+    // At most the runs already executing (two slots) and one more pass.
+    assert!(
+        after - before <= 6,
+        "B waited for {} of A's runs",
+        after - before
+    );
+    let (_, queued, _) = call(
+        Method::GET,
+        &format!("{b}/v1/runs?status=queued&limit=1000"),
+        Some(KEY_A),
+        None,
+    )
+    .await;
+    assert!(
+        !queued["runs"].as_array().unwrap().is_empty(),
+        "A still had runs queued"
     );
 }
