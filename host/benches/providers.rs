@@ -180,9 +180,12 @@ const LATENCY: Duration = Duration::from_millis(50);
 const RUNS: usize = 5;
 
 fn fan_out_recipe() -> String {
-    let mut y = String::from("name: fan\nmodel_config: {provider: openai, model: gpt-4o-mini}\nnodes:\n");
+    let mut y =
+        String::from("name: fan\nmodel_config: {provider: openai, model: gpt-4o-mini}\nnodes:\n");
     for i in 0..8 {
-        y.push_str(&format!("  - {{id: n{i}, type: language_task, prompt: \"branch {i}\"}}\n"));
+        y.push_str(&format!(
+            "  - {{id: n{i}, type: language_task, prompt: \"branch {i}\"}}\n"
+        ));
     }
     y.push_str("  - {id: join, type: language_task, prompt: \"join\"}\nedges:\n");
     for i in 0..8 {
@@ -281,9 +284,13 @@ fn default_settings_recipes() {
         .expect("runtime");
     let keys = Keys::fixed([("OPENAI_API_KEY".to_string(), KEY.to_string())]);
     let load = |text: &str| {
-        composer::recipe::load_str(text, composer::recipe::document::Format::Yaml, std::path::Path::new("."))
-            .unwrap_or_else(|e| panic!("bench recipe does not load: {e}"))
-            .recipe
+        composer::recipe::load_str(
+            text,
+            composer::recipe::document::Format::Yaml,
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("bench recipe does not load: {e}"))
+        .recipe
     };
     let recipes = [
         ("fan-out of 8 + join", load(&fan_out_recipe())),
@@ -314,7 +321,11 @@ fn default_settings_recipes() {
             let ratio = |d: Duration| format!("{:.2} ×", d.as_secs_f64() / ideal.as_secs_f64());
             let line = format!(
                 "| {name} | {} | {} | {} | {} | {} | {} |\n",
-                if headers.is_some() { "OpenAI headers" } else { "no headers" },
+                if headers.is_some() {
+                    "OpenAI headers"
+                } else {
+                    "no headers"
+                },
                 ms(cold),
                 ms(warm),
                 ms(ideal),

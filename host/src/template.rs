@@ -457,7 +457,8 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(
-            e.as_deref().is_some_and(|e| e.contains("range has too many elements")),
+            e.as_deref()
+                .is_some_and(|e| e.contains("range has too many elements")),
             "{e:?}"
         );
         let e = render(
@@ -467,12 +468,16 @@ mod tests {
         .err()
         .map(|e| e.to_string());
         assert!(
-            e.as_deref().is_some_and(|e| e.contains("did too much work")),
+            e.as_deref()
+                .is_some_and(|e| e.contains("did too much work")),
             "{e:?}"
         );
         // A prompt over a big list is ordinary work.
         let items: Vec<u32> = (0..100_000).collect();
-        let ok = render("{% for i in items %}{{ i }},{% endfor %}", &context! { items });
+        let ok = render(
+            "{% for i in items %}{{ i }},{% endfor %}",
+            &context! { items },
+        );
         assert!(ok.is_ok(), "{:?}", ok.err());
     }
 

@@ -116,7 +116,10 @@ enum Capped {
     Whole(bytes::Bytes),
     /// Over the cap: `seen` bytes had arrived (or `declared` was the
     /// announced length) when reading stopped.
-    Cut { seen: u64, declared: Option<u64> },
+    Cut {
+        seen: u64,
+        declared: Option<u64>,
+    },
 }
 
 /// Reads a body up to `cap` bytes; stops at the first byte beyond.

@@ -352,10 +352,7 @@ impl Providers {
 
     /// The environment variable a provider needs and lacks, if any.
     pub fn missing_key(&self, provider: &str) -> Option<&str> {
-        self.registry
-            .missing_keys
-            .get(provider)
-            .map(String::as_str)
+        self.registry.missing_keys.get(provider).map(String::as_str)
     }
 
     /// The call policy an HTTP provider's calls go through (its limiter's

@@ -428,7 +428,11 @@ impl Fake {
 
     /// What the window did with each request, in arrival order.
     pub fn admissions(&self) -> Vec<Admission> {
-        self.shared.admissions.lock().expect("fake admissions").clone()
+        self.shared
+            .admissions
+            .lock()
+            .expect("fake admissions")
+            .clone()
     }
 
     /// Body bytes `Fault::Huge` answers have sent.
@@ -781,11 +785,15 @@ fn admit(shared: &Shared) -> Result<HeaderMap, Response> {
     };
     let now = Instant::now();
     let (accepted, remaining, end, index) = window.admit(now);
-    shared.admissions.lock().expect("fake admissions").push(Admission {
-        accepted,
-        window: index,
-        answers_before: shared.answers.load(Ordering::SeqCst),
-    });
+    shared
+        .admissions
+        .lock()
+        .expect("fake admissions")
+        .push(Admission {
+            accepted,
+            window: index,
+            answers_before: shared.answers.load(Ordering::SeqCst),
+        });
     let until_end = end.saturating_duration_since(now);
     let mut h = HeaderMap::new();
     let mut put = |name: &'static str, value: String| {
@@ -806,9 +814,16 @@ fn admit(shared: &Shared) -> Result<HeaderMap, Response> {
             put("x-ratelimit-reset-tokens", "6m0s".into());
         }
         LimitHeaders::Anthropic => {
-            let reset = rfc3339(std::time::SystemTime::now() + until_end + Duration::from_millis(1));
-            put("anthropic-ratelimit-requests-limit", window.limit.to_string());
-            put("anthropic-ratelimit-requests-remaining", remaining.to_string());
+            let reset =
+                rfc3339(std::time::SystemTime::now() + until_end + Duration::from_millis(1));
+            put(
+                "anthropic-ratelimit-requests-limit",
+                window.limit.to_string(),
+            );
+            put(
+                "anthropic-ratelimit-requests-remaining",
+                remaining.to_string(),
+            );
             put("anthropic-ratelimit-requests-reset", reset.clone());
             put("anthropic-ratelimit-tokens-limit", "10000000".into());
             put("anthropic-ratelimit-tokens-remaining", "9990000".into());
@@ -829,9 +844,7 @@ fn admit(shared: &Shared) -> Result<HeaderMap, Response> {
 
 /// `2026-12-02T06:10:05.250Z`
 pub fn rfc3339(t: std::time::SystemTime) -> String {
-    let d = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.

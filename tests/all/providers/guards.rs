@@ -154,7 +154,11 @@ nodes:
     assert!(message.contains("`base_url`"), "{message}");
     assert!(message.contains("stray"), "{message}");
     assert_eq!(other.request_count(), 0);
-    assert_eq!(fake.request_count(), 0, "a call was made before the refusal");
+    assert_eq!(
+        fake.request_count(),
+        0,
+        "a call was made before the refusal"
+    );
 }
 
 #[tokio::test]

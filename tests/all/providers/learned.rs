@@ -123,12 +123,11 @@ async fn a_fan_out_of_100_goes_out_at_once_to_a_provider_without_limits() {
         max_parallel_nodes: 128,
         ..EngineSettings::default()
     };
-    let ran = match super::start_with(engine, providers_with(&settings(&fake)), &yaml, json!({}))
-        .await
-    {
-        Ok(ran) => ran,
-        Err(e) => panic!("the run did not start: {}", e.0),
-    };
+    let ran =
+        match super::start_with(engine, providers_with(&settings(&fake)), &yaml, json!({})).await {
+            Ok(ran) => ran,
+            Err(e) => panic!("the run did not start: {}", e.0),
+        };
     assert!(ran.outcome.success(), "{}", ran.describe());
     assert_eq!(fake.request_count(), 100);
     assert!(

@@ -152,9 +152,7 @@ async fn sixty_calls_a_minute_let_a_burst_of_sixty_through_and_the_61st_waits() 
             Cost::tokens(10),
             None,
             Some(&observer),
-            || async {
-                Ok::<_, ProviderError>(Answer::new(tokio::time::Instant::now(), None))
-            },
+            || async { Ok::<_, ProviderError>(Answer::new(tokio::time::Instant::now(), None)) },
         )
     });
     let results = futures::future::join_all(calls).await;
@@ -197,17 +195,23 @@ async fn backoff_is_bounded_and_on_tokios_clock() {
     let start = tokio::time::Instant::now();
     let mut failures = 3;
     let (_, stats) = policy
-        .execute("gpt-4o-mini", Cost::tokens(10), None, Some(&observer), || {
-            let fail = failures > 0;
-            failures -= 1;
-            async move {
-                if fail {
-                    Err(ProviderError::new("openai", "HTTP 503: busy", true))
-                } else {
-                    Ok(Answer::new((), None))
+        .execute(
+            "gpt-4o-mini",
+            Cost::tokens(10),
+            None,
+            Some(&observer),
+            || {
+                let fail = failures > 0;
+                failures -= 1;
+                async move {
+                    if fail {
+                        Err(ProviderError::new("openai", "HTTP 503: busy", true))
+                    } else {
+                        Ok(Answer::new((), None))
+                    }
                 }
-            }
-        })
+            },
+        )
         .await
         .unwrap();
     assert_eq!((stats.calls, stats.retries), (4, 3));

@@ -79,9 +79,12 @@ fn text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
     let v = text(headers, name)?;
     // Some proxies send `100.0`.
-    v.parse::<u64>()
-        .ok()
-        .or_else(|| v.parse::<f64>().ok().filter(|f| *f >= 0.0 && f.is_finite()).map(|f| f as u64))
+    v.parse::<u64>().ok().or_else(|| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|f| *f >= 0.0 && f.is_finite())
+            .map(|f| f as u64)
+    })
 }
 
 fn window(
@@ -125,7 +128,8 @@ pub fn parse(headers: &HeaderMap, now: SystemTime) -> LimitReport {
         .filter(|ms| *ms >= 0.0 && ms.is_finite())
         .map(|ms| Duration::from_secs_f64(ms / 1000.0))
         .or_else(|| {
-            text(headers, "retry-after").and_then(|v| super::super::retry::parse_retry_after(v, now))
+            text(headers, "retry-after")
+                .and_then(|v| super::super::retry::parse_retry_after(v, now))
         });
     LimitReport {
         requests: openai("requests").or_else(|| anthropic("requests")),
@@ -189,7 +193,12 @@ pub fn parse_rfc3339(v: &str) -> Option<SystemTime> {
     }
     let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
     let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let mut i = 19;
@@ -260,7 +269,10 @@ mod tests {
         assert_eq!(parse_go_duration("1s"), Some(Duration::from_secs(1)));
         assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
         assert_eq!(parse_go_duration("20ms"), Some(Duration::from_millis(20)));
-        assert_eq!(parse_go_duration("1h2m3.5s"), Some(Duration::from_secs_f64(3723.5)));
+        assert_eq!(
+            parse_go_duration("1h2m3.5s"),
+            Some(Duration::from_secs_f64(3723.5))
+        );
         assert_eq!(parse_go_duration("0.25"), Some(Duration::from_millis(250)));
         assert_eq!(parse_go_duration("soon"), None);
         assert_eq!(parse_go_duration("5x"), None);
@@ -271,7 +283,10 @@ mod tests {
     fn rfc3339_times() {
         let t = |s| parse_rfc3339(s).and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok());
         assert_eq!(t("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
-        assert_eq!(t("2000-03-01T00:00:00Z"), Some(Duration::from_secs(951_868_800)));
+        assert_eq!(
+            t("2000-03-01T00:00:00Z"),
+            Some(Duration::from_secs(951_868_800))
+        );
         assert_eq!(
             t("2026-12-02T06:10:05.25Z"),
             Some(Duration::from_secs(1_796_191_805) + Duration::from_millis(250))

@@ -153,7 +153,11 @@ mod tests {
     async fn a_window_holds_calls_until_its_reset_then_is_full() {
         let now = Instant::now();
         let mut w = Window::default();
-        assert_eq!(w.ready_at(1.0, now), None, "unknown budgets do not hold back");
+        assert_eq!(
+            w.ready_at(1.0, now),
+            None,
+            "unknown budgets do not hold back"
+        );
         // 3 left, 2 more of ours in flight: one may go.
         w.observe(&report(20, 3, 1000), 2.0, now);
         assert_eq!(w.remaining(), Some(1.0));
@@ -170,10 +174,16 @@ mod tests {
         for _ in 0..20 {
             w.take(1.0);
         }
-        assert_eq!(w.ready_at(1.0, later), Some(later + Duration::from_millis(900)));
+        assert_eq!(
+            w.ready_at(1.0, later),
+            Some(later + Duration::from_millis(900))
+        );
         // A reply of the new period replaces the guess.
         w.observe(&report(20, 0, 500), 0.0, later);
-        assert_eq!(w.ready_at(1.0, later), Some(later + Duration::from_millis(500)));
+        assert_eq!(
+            w.ready_at(1.0, later),
+            Some(later + Duration::from_millis(500))
+        );
     }
 
     #[tokio::test(start_paused = true)]
