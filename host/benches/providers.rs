@@ -9,9 +9,17 @@
 //!   (request body, limiter, retry wrapper, reply parsing, usage and cost)
 //!   and a bare reqwest POST of the same body with the same client settings
 //!   whose reply is parsed as JSON, side by side, and their difference;
-//! - peak RSS (VmHWM) of the process at the end.
+//! - peak RSS (VmHWM) of the process at the end;
+//! - recipes at default provider settings against a fake answering in
+//!   50 ms: a fan-out of 8 language tasks and a join, and a map of 32 and a
+//!   synthesis, each beside its ideal (the latencies on its critical path,
+//!   100 ms), cold (fresh providers, as every `composer run` is) and warm,
+//!   with the fake sending no rate-limit headers and sending OpenAI's. The
+//!   table is written into `docs/benchmarks.md`, between the
+//!   `providers-defaults` markers.
 //!
-//! Run with `cargo bench --bench providers` on a quiet machine.
+//! Run with `cargo bench --bench providers` on a quiet machine
+//! (`-- defaults` runs only the recipes).
 
 #![allow(
     clippy::expect_used,
@@ -168,7 +176,175 @@ fn peak_rss() -> String {
         .unwrap_or_else(|| "unknown (no /proc/self/status)".into())
 }
 
+const LATENCY: Duration = Duration::from_millis(50);
+const RUNS: usize = 5;
+
+fn fan_out_recipe() -> String {
+    let mut y =
+        String::from("name: fan\nmodel_config: {provider: openai, model: gpt-4o-mini}\nnodes:\n");
+    for i in 0..8 {
+        y.push_str(&format!(
+            "  - {{id: n{i}, type: language_task, prompt: \"branch {i}\"}}\n"
+        ));
+    }
+    y.push_str("  - {id: join, type: language_task, prompt: \"join\"}\nedges:\n");
+    for i in 0..8 {
+        y.push_str(&format!("  - START to n{i}\n  - n{i} to join\n"));
+    }
+    y
+}
+
+const MAP_RECIPE: &str = r#"
+name: map and synthesis
+model_config: {provider: openai, model: gpt-4o-mini}
+nodes:
+  - id: each
+    type: map
+    over: "{{ range(32) | list }}"
+    max_concurrency: 32
+    task:
+      type: language_task
+      prompt: "item {{ item }}"
+  - id: synthesis
+    type: language_task
+    prompt: "sum up {{ each | length }}"
+"#;
+
+/// Median wall time of `RUNS` runs of `recipe`, each with fresh providers
+/// (`cold`) or all with the same ones after a first run (warm).
+fn median_run(
+    rt: &tokio::runtime::Runtime,
+    recipe: &Arc<composer::recipe::Recipe>,
+    settings: &ProviderSettings,
+    keys: &Keys,
+    cold: bool,
+) -> Duration {
+    use composer::engine::runner::{run_recipe, RunRequest};
+    let out = tempfile::tempdir().expect("temp dir");
+    let services = || {
+        let mut s = composer::engine::run::Services::new(Default::default());
+        s.providers = Providers::from_settings(settings, keys).expect("providers");
+        Arc::new(s)
+    };
+    let shared = services();
+    let run = |svc: Arc<composer::engine::run::Services>| {
+        let request = RunRequest {
+            recipe: recipe.clone(),
+            inputs: Default::default(),
+            model_override: None,
+            out_root: out.path().to_path_buf(),
+            replies: Default::default(),
+            events: Arc::new(composer::engine::events::NoEvents),
+            allow_extra_inputs: false,
+            cache_mode: Default::default(),
+        };
+        let start = Instant::now();
+        let outcome = rt.block_on(run_recipe(svc, request)).expect("run starts");
+        assert!(outcome.success(), "bench run failed: {:?}", outcome.error);
+        start.elapsed()
+    };
+    if !cold {
+        run(shared.clone());
+    }
+    let mut times: Vec<Duration> = (0..RUNS)
+        .map(|_| run(if cold { services() } else { shared.clone() }))
+        .collect();
+    times.sort();
+    times[RUNS / 2]
+}
+
+/// Replaces the text between the `providers-defaults` markers of
+/// docs/benchmarks.md.
+fn write_table(table: &str) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md");
+    let begin = "<!-- providers-defaults:begin -->";
+    let end = "<!-- providers-defaults:end -->";
+    let Ok(doc) = std::fs::read_to_string(path) else {
+        eprintln!("cannot read {path}; table not written");
+        return;
+    };
+    let (Some(a), Some(b)) = (doc.find(begin), doc.find(end)) else {
+        eprintln!("no providers-defaults markers in {path}; table not written");
+        return;
+    };
+    let updated = format!("{}{begin}\n{table}{}", &doc[..a], &doc[b..]);
+    if let Err(e) = std::fs::write(path, updated) {
+        eprintln!("cannot write {path}: {e}");
+    } else {
+        println!("written to docs/benchmarks.md");
+    }
+}
+
+/// The recipes at default settings, beside their ideal.
+fn default_settings_recipes() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let keys = Keys::fixed([("OPENAI_API_KEY".to_string(), KEY.to_string())]);
+    let load = |text: &str| {
+        composer::recipe::load_str(
+            text,
+            composer::recipe::document::Format::Yaml,
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("bench recipe does not load: {e}"))
+        .recipe
+    };
+    let recipes = [
+        ("fan-out of 8 + join", load(&fan_out_recipe())),
+        ("map of 32 + synthesis", load(MAP_RECIPE)),
+    ];
+    let ideal = LATENCY * 2;
+    let mut table = format!(
+        "| recipe (fake at {} ms, default settings) | fake sends | cold run | warm run | ideal | cold / ideal | warm / ideal |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+        LATENCY.as_millis()
+    );
+    for headers in [None, Some(fake::LimitHeaders::OpenAi)] {
+        let fake = Fake::quiet();
+        fake.always("gpt-4o-mini", fake::Fault::Hang(LATENCY));
+        if let Some(style) = headers {
+            // A generous tier: 10,000 requests a minute.
+            fake.enforce_window(style, 10_000, Duration::from_secs(60));
+        }
+        let mut endpoint = presets()["openai"].clone();
+        endpoint.base_url = format!("{}/v1", fake.url());
+        let settings = ProviderSettings {
+            endpoint: BTreeMap::from([("openai".to_string(), endpoint)]),
+            ..ProviderSettings::default()
+        };
+        for (name, recipe) in &recipes {
+            let cold = median_run(&rt, recipe, &settings, &keys, true);
+            let warm = median_run(&rt, recipe, &settings, &keys, false);
+            let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+            let ratio = |d: Duration| format!("{:.2} ×", d.as_secs_f64() / ideal.as_secs_f64());
+            let line = format!(
+                "| {name} | {} | {} | {} | {} | {} | {} |\n",
+                if headers.is_some() {
+                    "OpenAI headers"
+                } else {
+                    "no headers"
+                },
+                ms(cold),
+                ms(warm),
+                ms(ideal),
+                ratio(cold),
+                ratio(warm)
+            );
+            print!("{line}");
+            table.push_str(&line);
+        }
+    }
+    write_table(&table);
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "defaults") {
+        default_settings_recipes();
+        return;
+    }
+    default_settings_recipes();
     let fake = Fake::quiet();
     let settings = settings(&fake);
     let keys = Keys::fixed([("OPENAI_API_KEY".to_string(), KEY.to_string())]);

@@ -10,17 +10,29 @@
 //!   expression's value and keeps its type (lists, mappings, numbers).
 //!
 //! Compiled templates and expressions are cached by their source text, so a
-//! prompt rendered for 100,000 map items is parsed once.
+//! prompt rendered for 100,000 map items is parsed once. The caches are
+//! bounded (least recently used out first, by count and by source bytes):
+//! a server sees templates from every tenant's recipes.
+//!
+//! Rendering is bounded too: each render or evaluation may run at most
+//! `FUEL` template instructions (minijinja's fuel), so a loop such as
+//! `{% for i in range(100000) %}{% for j in range(100000) %}` fails with a
+//! clear error instead of running for hours.
 
 use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-/// Cached expressions beyond this count are dropped (recipes are small; a
-/// server may see many, and a cache is not a leak).
-const MAX_CACHED_EXPRESSIONS: usize = 10_000;
+/// Template instructions one render may run: about a second of work, far
+/// above what a prompt over a 100,000-item list needs (a few per item).
+pub const FUEL: u64 = 50_000_000;
+
+/// Cached templates (and, separately, expressions): at most this many, and
+/// at most `MAX_CACHED_BYTES` of their source.
+const MAX_CACHED: usize = 4_096;
+const MAX_CACHED_BYTES: usize = 32 << 20;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateError {
@@ -57,40 +69,136 @@ fn new_environment() -> Environment<'static> {
     // Jinja2's truncate takes positional arguments (`truncate(90)`); the
     // contrib one only keywords. Recipe authors write Jinja2.
     env.add_filter("truncate", truncate);
+    env.set_fuel(Some(FUEL));
     // Templates are looked up by their own source text: the environment then
-    // compiles each distinct template once and owns it.
+    // compiles each distinct template once and owns it (until `Lru` evicts
+    // it).
     env.set_loader(|source: &str| Ok(Some(source.to_string())));
     env
 }
 
-fn env() -> &'static Environment<'static> {
+/// The environment; renders share it (read), evictions remove templates
+/// from it (write).
+fn env_lock() -> &'static RwLock<Environment<'static>> {
+    static ENV: OnceLock<RwLock<Environment<'static>>> = OnceLock::new();
+    ENV.get_or_init(|| RwLock::new(new_environment()))
+}
+
+/// Runs `f` with the environment. A poisoned lock (a panic in another
+/// render) still holds a usable environment.
+fn with_env<R>(f: impl FnOnce(&Environment<'static>) -> R) -> R {
+    let guard = env_lock().read().unwrap_or_else(|p| p.into_inner());
+    f(&guard)
+}
+
+/// Expressions are compiled by an environment of their own, which never
+/// holds templates: it can be shared without a lock, and compiled
+/// expressions borrow it for good.
+fn expression_env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(new_environment)
 }
 
-type CachedExpression = Arc<minijinja::Expression<'static, 'static>>;
+/// Which sources a cache holds, by last use; says what to evict.
+#[derive(Default)]
+struct Lru {
+    used: HashMap<String, u64>,
+    clock: u64,
+    bytes: usize,
+}
 
-fn expression(source: &str) -> Result<CachedExpression, Error> {
-    static CACHE: OnceLock<Mutex<HashMap<String, CachedExpression>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Ok(map) = cache.lock() {
-        if let Some(e) = map.get(source) {
-            return Ok(e.clone());
+impl Lru {
+    /// Marks `source` used; returns the sources to drop to stay in bounds
+    /// (the least recently used quarter, so eviction is rare).
+    fn touch(&mut self, source: &str) -> Vec<String> {
+        self.clock += 1;
+        if let Some(t) = self.used.get_mut(source) {
+            *t = self.clock;
+            return Vec::new();
+        }
+        self.used.insert(source.to_string(), self.clock);
+        self.bytes += source.len();
+        if self.used.len() <= MAX_CACHED && self.bytes <= MAX_CACHED_BYTES {
+            return Vec::new();
+        }
+        let mut by_age: Vec<(u64, String)> = self
+            .used
+            .iter()
+            .filter(|(s, _)| s.as_str() != source)
+            .map(|(s, t)| (*t, s.clone()))
+            .collect();
+        by_age.sort_unstable();
+        let mut evicted = Vec::new();
+        let target_count = MAX_CACHED * 3 / 4;
+        let target_bytes = MAX_CACHED_BYTES * 3 / 4;
+        for (_, old) in by_age {
+            if self.used.len() <= target_count && self.bytes <= target_bytes {
+                break;
+            }
+            self.used.remove(&old);
+            self.bytes -= old.len();
+            evicted.push(old);
+        }
+        evicted
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.used.len()
+    }
+}
+
+fn template_lru() -> &'static Mutex<Lru> {
+    static LRU: OnceLock<Mutex<Lru>> = OnceLock::new();
+    LRU.get_or_init(Default::default)
+}
+
+/// Notes a use of template `source`, evicting old templates from the
+/// environment when the cache is full.
+fn touch_template(source: &str) {
+    let evicted = template_lru()
+        .lock()
+        .map(|mut l| l.touch(source))
+        .unwrap_or_default();
+    if !evicted.is_empty() {
+        let mut env = env_lock().write().unwrap_or_else(|p| p.into_inner());
+        for old in &evicted {
+            env.remove_template(old);
         }
     }
-    let compiled = Arc::new(env().compile_expression_owned(source.to_string())?);
-    if let Ok(mut map) = cache.lock() {
-        if map.len() >= MAX_CACHED_EXPRESSIONS {
-            map.clear();
+}
+
+type CachedExpression = Arc<minijinja::Expression<'static, 'static>>;
+
+#[derive(Default)]
+struct Expressions {
+    compiled: HashMap<String, CachedExpression>,
+    lru: Lru,
+}
+
+fn expression(source: &str) -> Result<CachedExpression, Error> {
+    static CACHE: OnceLock<Mutex<Expressions>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Ok(mut c) = cache.lock() {
+        if let Some(e) = c.compiled.get(source).cloned() {
+            c.lru.touch(source);
+            return Ok(e);
         }
-        map.insert(source.to_string(), compiled.clone());
+    }
+    // Compiled without the cache lock: other threads go on meanwhile.
+    let compiled = Arc::new(expression_env().compile_expression_owned(source.to_string())?);
+    if let Ok(mut c) = cache.lock() {
+        for old in c.lru.touch(source) {
+            c.compiled.remove(&old);
+        }
+        c.compiled.insert(source.to_string(), compiled.clone());
     }
     Ok(compiled)
 }
 
 /// Syntax check of a template (at load time, no context).
 pub fn check_template(source: &str) -> Result<(), String> {
-    env()
+    expression_env()
         .template_from_str(source)
         .map(|_| ())
         .map_err(|e| describe(&e))
@@ -98,7 +206,7 @@ pub fn check_template(source: &str) -> Result<(), String> {
 
 /// Syntax check of an expression (conditions).
 pub fn check_expression(source: &str) -> Result<(), String> {
-    env()
+    expression_env()
         .compile_expression(source)
         .map(|_| ())
         .map_err(|e| describe(&e))
@@ -107,6 +215,12 @@ pub fn check_expression(source: &str) -> Result<(), String> {
 /// The message of a minijinja error with its line, without the noisy debug
 /// dump.
 fn describe(e: &Error) -> String {
+    if e.kind() == ErrorKind::OutOfFuel {
+        return format!(
+            "the template did too much work (more than {FUEL} steps, e.g. a loop over a huge range) and was stopped{}",
+            e.line().map(|l| format!(" (template line {l})")).unwrap_or_default()
+        );
+    }
     let detail = e
         .detail()
         .map(str::to_string)
@@ -119,23 +233,25 @@ fn describe(e: &Error) -> String {
 
 /// Renders `source` with `ctx`.
 pub fn render(source: &str, ctx: &Value) -> Result<String, TemplateError> {
-    let template = env().get_template(source).map_err(|e| plain(&e))?;
-    template.render(ctx).map_err(|e| {
-        if e.kind() == ErrorKind::UndefinedError {
-            let missing = template
-                .undeclared_variables(true)
-                .into_iter()
-                .filter(|name| is_undefined(name, ctx))
-                .collect::<Vec<_>>();
-            let mut missing = missing;
-            missing.sort();
-            TemplateError {
-                message: describe(&e),
-                undefined: missing,
+    touch_template(source);
+    with_env(|env| {
+        let template = env.get_template(source).map_err(|e| plain(&e))?;
+        template.render(ctx).map_err(|e| {
+            if e.kind() == ErrorKind::UndefinedError {
+                let mut missing = template
+                    .undeclared_variables(true)
+                    .into_iter()
+                    .filter(|name| is_undefined(name, ctx))
+                    .collect::<Vec<_>>();
+                missing.sort();
+                TemplateError {
+                    message: describe(&e),
+                    undefined: missing,
+                }
+            } else {
+                plain(&e)
             }
-        } else {
-            plain(&e)
-        }
+        })
     })
 }
 
@@ -332,6 +448,60 @@ mod tests {
                 .as_deref(),
             Some("the quick brown fox jumps over the lazy dog")
         );
+    }
+
+    #[test]
+    fn runaway_loops_fail_clearly() {
+        let ctx = context! {};
+        let e = render("{% for i in range(10**9) %}x{% endfor %}", &ctx)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("range has too many elements")),
+            "{e:?}"
+        );
+        let e = render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{{ j }}{% endfor %}{% endfor %}",
+            &ctx,
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("did too much work")),
+            "{e:?}"
+        );
+        // A prompt over a big list is ordinary work.
+        let items: Vec<u32> = (0..100_000).collect();
+        let ok = render(
+            "{% for i in items %}{{ i }},{% endfor %}",
+            &context! { items },
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
+    }
+
+    #[test]
+    fn the_cache_keeps_the_recently_used_within_bounds() {
+        let mut lru = Lru::default();
+        for i in 0..MAX_CACHED {
+            assert!(lru.touch(&format!("t{i}")).is_empty());
+        }
+        // t0 is used again: the oldest is now t1.
+        assert!(lru.touch("t0").is_empty());
+        let evicted = lru.touch("new");
+        assert_eq!(lru.len(), MAX_CACHED * 3 / 4);
+        assert_eq!(evicted.first().map(String::as_str), Some("t1"));
+        assert!(!evicted.iter().any(|e| e == "t0" || e == "new"));
+        // Bytes bound too: one huge source pushes the others out.
+        let huge = "x".repeat(MAX_CACHED_BYTES);
+        lru.touch(&huge);
+        assert_eq!(lru.len(), 1);
+        // Rendering keeps working through evictions.
+        for i in 0..(MAX_CACHED + 10) {
+            let out = render(&format!("{{{{ n }}}}-{i}"), &context! { n => 1 });
+            assert_eq!(out.ok(), Some(format!("1-{i}")));
+        }
     }
 
     #[test]

@@ -688,6 +688,8 @@ impl Preflight<'_> {
                 "node `{path}` uses provider `{}`, which has no {kind} client; run offline with `--model mock/echo`",
                 m.provider
             ));
+        } else if let Err(e) = self.services.providers.check_model(m) {
+            self.problems.push(format!("node `{path}`: {}", e.message));
         } else if let Some(var) = self.services.providers.missing_key(&m.provider) {
             let nodes = self.keys.entry(var.to_string()).or_default();
             if !nodes.iter().any(|n| n == path) {

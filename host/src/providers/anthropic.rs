@@ -81,7 +81,7 @@ impl LanguageProvider for Anthropic {
         );
         c.complete_json(
             request,
-            &c.url(&request.model, "/messages"),
+            &c.url(&request.model, "/messages")?,
             &body,
             estimate,
             Auth::Header("x-api-key"),

@@ -62,9 +62,9 @@ impl SpeechProvider for ElevenLabs {
             .and_then(Value::as_str)
             .unwrap_or("mp3_44100_128")
             .to_string();
-        let url = c.url(&request.model, &format!("/text-to-speech/{voice}"));
+        let url = c.url(&request.model, &format!("/text-to-speech/{voice}"))?;
         let body = speech_body(request);
-        let estimate = (request.text.len() as u64).div_ceil(4);
+        let estimate = super::limiter::Cost::tokens((request.text.len() as u64).div_ceil(4));
         let (path, _) = c
             .policy
             .execute(
@@ -80,7 +80,7 @@ impl SpeechProvider for ElevenLabs {
                         .timeout(c.timeout(&request.model))
                         .json(&body);
                     let r = c.authorize(r, Auth::Header("xi-api-key"))?;
-                    let reply = http::send(&c.name, r).await?;
+                    let reply = c.send(r).await?;
                     let ext = if format.starts_with("pcm") {
                         "pcm"
                     } else {
@@ -90,6 +90,7 @@ impl SpeechProvider for ElevenLabs {
                     Ok(Answer {
                         value: path,
                         usage: None,
+                        limits: Some(reply.limits),
                     })
                 },
             )

@@ -96,7 +96,7 @@ impl LanguageProvider for Google {
             &c.url(
                 &request.model,
                 &format!("/models/{}:generateContent", request.model.model),
-            ),
+            )?,
             &generate_body(request),
             estimate_tokens(&request.prompt, max_tokens),
             Auth::Header("x-goog-api-key"),

@@ -6,7 +6,7 @@
 
 use super::retry::parse_retry_after;
 use super::settings::{Endpoint, ProviderSettings};
-use super::ProviderError;
+use super::{ErrorKind, ProviderError};
 use crate::recipe::model::ModelSpec;
 use std::time::{Duration, SystemTime};
 
@@ -39,37 +39,58 @@ pub fn model_timeout(model: &ModelSpec) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-/// Sends a request and returns the body of a 2xx answer.
+/// Error bodies are read this far: only their message is wanted.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+
+/// Sends a request and returns the body of a 2xx answer, at most
+/// `max_bytes` of it: a larger reply is refused as soon as its length (or
+/// what has arrived) says so, without reading the rest. Every reply's
+/// rate-limit headers come back with it, or with the error.
 pub async fn send(
     provider: &str,
     request: reqwest::RequestBuilder,
+    max_bytes: u64,
 ) -> Result<bytes_body::Body, ProviderError> {
     let response = request
         .send()
         .await
         .map_err(|e| transport_error(provider, &e))?;
     let status = response.status();
+    let now = SystemTime::now();
+    let limits = super::limiter::headers::parse(response.headers(), now);
     let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        .and_then(|v| parse_retry_after(v, now))
+        .or(limits.retry_after);
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| transport_error(provider, &e))?;
     if status.is_success() {
+        let bytes = match read_capped(provider, response, max_bytes).await? {
+            Capped::Whole(b) => b,
+            Capped::Cut { seen, declared } => {
+                let mut e = too_large(provider, max_bytes, seen, declared);
+                e.status = Some(status.as_u16());
+                e.limits = Some(Box::new(limits));
+                return Err(e);
+            }
+        };
         return Ok(bytes_body::Body {
-            bytes: body,
+            bytes,
             content_type,
+            limits,
         });
     }
+    // Only the start of an error body: its message.
+    let body = match read_capped(provider, response, MAX_ERROR_BODY.min(max_bytes)).await {
+        Ok(Capped::Whole(b)) => b,
+        Ok(Capped::Cut { .. }) | Err(_) => bytes::Bytes::new(),
+    };
     let code = status.as_u16();
     let retryable = code == 429 || code == 408 || status.is_server_error();
     let detail = provider_message(&body);
@@ -79,13 +100,66 @@ pub async fn send(
         _ => format!("HTTP {code}: {detail}"),
     };
     Err(ProviderError {
-        provider: provider.to_string(),
-        message,
-        retryable,
         status: Some(code),
         retry_after,
-        attempts: 1,
+        class: if code == 408 {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Provider
+        },
+        limits: Some(Box::new(limits)),
+        ..ProviderError::new(provider, message, retryable)
     })
+}
+
+enum Capped {
+    Whole(bytes::Bytes),
+    /// Over the cap: `seen` bytes had arrived (or `declared` was the
+    /// announced length) when reading stopped.
+    Cut {
+        seen: u64,
+        declared: Option<u64>,
+    },
+}
+
+/// Reads a body up to `cap` bytes; stops at the first byte beyond.
+async fn read_capped(
+    provider: &str,
+    mut response: reqwest::Response,
+    cap: u64,
+) -> Result<Capped, ProviderError> {
+    let declared = response.content_length();
+    if declared.is_some_and(|len| len > cap) {
+        return Ok(Capped::Cut { seen: 0, declared });
+    }
+    let first = declared.unwrap_or(0).min(cap).min(1 << 20);
+    let mut body = bytes::BytesMut::with_capacity(usize::try_from(first).unwrap_or(0));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(provider, &e))?
+    {
+        let seen = body.len() as u64 + chunk.len() as u64;
+        if seen > cap {
+            return Ok(Capped::Cut { seen, declared });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Capped::Whole(body.freeze()))
+}
+
+fn too_large(provider: &str, cap: u64, seen: u64, declared: Option<u64>) -> ProviderError {
+    let size = match declared {
+        Some(len) => format!("{len} bytes"),
+        None => format!("more than {seen} bytes"),
+    };
+    ProviderError::new(
+        provider,
+        format!(
+            "the reply is too large ({size}; the limit is {cap} bytes, `max_response_bytes` under [providers]); it was not read"
+        ),
+        false,
+    )
 }
 
 /// The error message a provider put in its JSON error body, or the start of
@@ -123,7 +197,14 @@ fn transport_error(provider: &str, e: &reqwest::Error) -> ProviderError {
     } else {
         format!("connection failed: {}", root_cause(e))
     };
-    ProviderError::new(provider, message, true)
+    ProviderError {
+        class: if e.is_timeout() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Provider
+        },
+        ..ProviderError::new(provider, message, true)
+    }
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {
@@ -149,6 +230,8 @@ pub mod bytes_body {
     pub struct Body {
         pub bytes: bytes::Bytes,
         pub content_type: String,
+        /// The reply's rate-limit headers.
+        pub limits: crate::providers::limiter::headers::LimitReport,
     }
 
     impl Body {
@@ -158,6 +241,60 @@ pub mod bytes_body {
         ) -> Result<T, super::ProviderError> {
             serde_json::from_slice(&self.bytes).map_err(|e| super::malformed(provider, "JSON", e))
         }
+    }
+}
+
+/// Where a provider's key may go: the origin (scheme, host, port) of its
+/// configured base URL. A model mapping's `base_url` elsewhere is refused
+/// while a key is set, so a recipe cannot send a configured key to a host
+/// of its choosing; without a key there is nothing to leak.
+#[derive(Debug, Clone)]
+pub struct KeyScope {
+    provider: String,
+    base_url: String,
+    origin: Option<String>,
+    key_env: String,
+    has_key: bool,
+}
+
+fn origin(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+}
+
+impl KeyScope {
+    /// The base URL calls for `model` go to: its `base_url` when it names
+    /// the provider's own host (or the provider has no key), else an error
+    /// naming the setting.
+    pub fn base_for(&self, model: &ModelSpec) -> Result<String, ProviderError> {
+        let Some(value) = model.params.get("base_url") else {
+            return Ok(self.base_url.clone());
+        };
+        let Some(base) = value.as_str() else {
+            return Err(ProviderError::refused(
+                &self.provider,
+                format!("the model's `base_url` must be a URL, found {value}"),
+            ));
+        };
+        let base = base.trim_end_matches('/');
+        if !self.has_key {
+            return Ok(base.to_string());
+        }
+        let theirs = origin(base);
+        if theirs.is_some() && theirs == self.origin {
+            return Ok(base.to_string());
+        }
+        Err(ProviderError::refused(
+            &self.provider,
+            format!(
+                "the model's `base_url` `{base}` is not on {}, the host `{}` is configured for, so the call was not made (its key `{}` only goes there); to call another server, configure it as an endpoint of its own, `[providers.endpoint.NAME]` with `base_url` and its own `api_key_env`, and name that provider in the model mapping",
+                self.origin.as_deref().unwrap_or(&self.base_url),
+                self.provider,
+                self.key_env
+            ),
+        ))
     }
 }
 
@@ -171,6 +308,9 @@ pub struct Connection {
     pub client: reqwest::Client,
     pub policy: std::sync::Arc<super::policy::CallPolicy>,
     pub default_timeout: Duration,
+    pub scope: KeyScope,
+    /// Reply bodies beyond this are refused.
+    pub max_response_bytes: u64,
 }
 
 impl Connection {
@@ -185,15 +325,24 @@ impl Connection {
             .unwrap_or_else(|| endpoint.base_url.clone())
             .trim_end_matches('/')
             .to_string();
+        let key = keys.get(&endpoint.api_key_env);
         Ok(Connection {
             name: name.to_string(),
+            scope: KeyScope {
+                provider: name.to_string(),
+                origin: origin(&base_url),
+                base_url: base_url.clone(),
+                key_env: endpoint.api_key_env.clone(),
+                has_key: key.is_some(),
+            },
             base_url,
-            key: keys.get(&endpoint.api_key_env),
+            key,
             key_env: endpoint.api_key_env.clone(),
             key_required: endpoint.key_required,
             client: client(settings)?,
             policy: std::sync::Arc::new(super::policy::CallPolicy::new(name, settings)?),
             default_timeout: Duration::from_secs_f64(settings.request_timeout_secs.max(0.001)),
+            max_response_bytes: settings.max_response_bytes,
         })
     }
 
@@ -205,28 +354,31 @@ impl Connection {
     /// The key, or an error naming the variable to set.
     pub fn key(&self) -> Result<Option<&str>, ProviderError> {
         match (&self.key, self.missing_key()) {
-            (_, Some(var)) => Err(ProviderError::new(
+            (_, Some(var)) => Err(ProviderError::refused(
                 &self.name,
                 format!("no API key: set `{var}` in the environment or a .env file"),
-                false,
             )),
             (key, None) => Ok(key.as_deref()),
         }
     }
 
-    /// `base_url` of the model mapping, else the connection's.
-    pub fn url(&self, model: &ModelSpec, path: &str) -> String {
-        let base = model
-            .params
-            .get("base_url")
-            .and_then(|v| v.as_str())
-            .map(|b| b.trim_end_matches('/').to_string())
-            .unwrap_or_else(|| self.base_url.clone());
-        format!("{base}{path}")
+    /// `path` under the model mapping's `base_url`, else the connection's;
+    /// a `base_url` on another host is refused while a key is set
+    /// (`KeyScope`).
+    pub fn url(&self, model: &ModelSpec, path: &str) -> Result<String, ProviderError> {
+        Ok(format!("{}{path}", self.scope.base_for(model)?))
     }
 
     pub fn timeout(&self, model: &ModelSpec) -> Duration {
         model_timeout(model).unwrap_or(self.default_timeout)
+    }
+
+    /// Sends a request (`send`) with this provider's reply cap.
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<bytes_body::Body, ProviderError> {
+        send(&self.name, request, self.max_response_bytes).await
     }
 }
 
@@ -266,7 +418,7 @@ impl Connection {
         request: &super::LanguageRequest,
         url: &str,
         body: &serde_json::Value,
-        estimate: u64,
+        estimate: super::limiter::Cost,
         auth: Auth,
         headers: &[(&str, &str)],
         parse: ParseReply,
@@ -287,13 +439,18 @@ impl Connection {
                     for (name, value) in headers {
                         r = r.header(*name, *value);
                     }
-                    let reply: serde_json::Value = send(&self.name, self.authorize(r, auth)?)
-                        .await?
-                        .json(&self.name)?;
-                    let (text, usage) = parse(&self.name, &reply)?;
+                    let body = self.send(self.authorize(r, auth)?).await?;
+                    let parsed = body
+                        .json::<serde_json::Value>(&self.name)
+                        .and_then(|reply| parse(&self.name, &reply));
+                    let (text, usage) = parsed.map_err(|mut e| {
+                        e.limits = Some(Box::new(body.limits.clone()));
+                        e
+                    })?;
                     Ok(super::policy::Answer {
                         value: (text, usage.clone()),
                         usage,
+                        limits: Some(body.limits),
                     })
                 },
             )

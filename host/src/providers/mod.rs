@@ -5,10 +5,13 @@
 //! - `openai` (and the OpenAI-compatible presets openrouter, groq, ollama),
 //!   `anthropic`, `google`, `elevenlabs`: the protocols;
 //! - `policy`: what every real call goes through — the process-wide rate
-//!   limiter (`limiter`), retries with full jitter (`retry`), usage and cost
-//!   (`pricing`);
+//!   limiter (`limiter`: budgets learned from the reply headers, configured
+//!   buckets, AIMD), retries with full jitter (`retry`), usage and cost
+//!   (`pricing`); reply bodies are size-capped (`http::send`);
 //! - `keys`: API keys from the environment and `.env` files, checked before
-//!   a run starts;
+//!   a run starts; a key goes only to its endpoint's configured host
+//!   (`http::KeyScope`), and a run may be restricted to some endpoints
+//!   (`Providers::restricted`);
 //! - `mock`: the offline provider.
 
 pub mod anthropic;
@@ -27,10 +30,39 @@ pub mod wav;
 
 use crate::recipe::model::ModelSpec;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use thiserror::Error;
+
+/// What kind of failure a `ProviderError` is, for reports and for the
+/// hosting core's error kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The provider said 429.
+    RateLimit,
+    /// No answer in time.
+    Timeout,
+    /// The provider failed or refused (HTTP errors, dropped connections,
+    /// garbled or oversized replies).
+    Provider,
+    /// The call was not made: a setting forbids it (an endpoint not
+    /// allowed for this run, a `base_url` that would carry a key elsewhere,
+    /// a missing key, an unknown provider).
+    Refused,
+}
+
+impl ErrorKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorKind::RateLimit => "rate_limit",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Provider => "provider",
+            ErrorKind::Refused => "refused",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Error)]
 #[error("provider `{provider}`: {message}")]
@@ -45,6 +77,11 @@ pub struct ProviderError {
     pub retry_after: Option<std::time::Duration>,
     /// Attempts made before giving up (retries included).
     pub attempts: u32,
+    /// Set where the error is made; `kind()` reads it (a 429 is always a
+    /// rate limit).
+    pub class: ErrorKind,
+    /// The rate-limit headers of the reply, when there was one.
+    pub limits: Option<Box<limiter::headers::LimitReport>>,
 }
 
 impl ProviderError {
@@ -56,12 +93,30 @@ impl ProviderError {
             status: None,
             retry_after: None,
             attempts: 1,
+            class: ErrorKind::Provider,
+            limits: None,
+        }
+    }
+
+    /// A call refused before it was made (not retryable).
+    pub fn refused(provider: &str, message: impl Into<String>) -> Self {
+        ProviderError {
+            class: ErrorKind::Refused,
+            ..ProviderError::new(provider, message, false)
         }
     }
 
     /// A 429: the provider is rate limiting us.
     pub fn is_rate_limited(&self) -> bool {
         self.status == Some(429)
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        if self.is_rate_limited() {
+            ErrorKind::RateLimit
+        } else {
+            self.class
+        }
     }
 }
 
@@ -182,9 +237,17 @@ pub trait TranscriptionProvider: Send + Sync {
     async fn transcribe(&self, request: &TranscriptionRequest) -> Result<String, ProviderError>;
 }
 
-/// The providers a process knows, by name.
+/// The providers a process knows, by name, shared by every run; a run may
+/// see them through an allow-list (`restricted`).
 #[derive(Clone, Default)]
 pub struct Providers {
+    registry: Arc<Registry>,
+    /// The endpoints this run may call (`None`: all).
+    allowed: Option<Arc<HashSet<String>>>,
+}
+
+#[derive(Clone, Default)]
+struct Registry {
     language: HashMap<String, Arc<dyn LanguageProvider>>,
     speech: HashMap<String, Arc<dyn SpeechProvider>>,
     transcription: HashMap<String, Arc<dyn TranscriptionProvider>>,
@@ -192,17 +255,22 @@ pub struct Providers {
     missing_keys: HashMap<String, String>,
     /// The call policy (rate limiter, retries, prices) of each HTTP provider.
     policies: HashMap<String, Arc<policy::CallPolicy>>,
+    /// Where each HTTP provider's key may go.
+    scopes: HashMap<String, http::KeyScope>,
 }
 
 impl Providers {
     /// Only the offline mock provider (tests, and runs that need nothing else).
     pub fn builtin() -> Self {
         let mock = Arc::new(mock::MockProvider);
-        let mut p = Providers::default();
-        p.language.insert("mock".into(), mock.clone());
-        p.speech.insert("mock".into(), mock.clone());
-        p.transcription.insert("mock".into(), mock);
-        p
+        let mut r = Registry::default();
+        r.language.insert("mock".into(), mock.clone());
+        r.speech.insert("mock".into(), mock.clone());
+        r.transcription.insert("mock".into(), mock);
+        Providers {
+            registry: Arc::new(r),
+            allowed: None,
+        }
     }
 
     /// Every provider this build has, configured by `settings` and `keys`:
@@ -213,33 +281,35 @@ impl Providers {
         keys: &keys::Keys,
     ) -> Result<Self, String> {
         let mut p = Providers::builtin();
+        let r = Arc::make_mut(&mut p.registry);
         for (name, endpoint) in settings.endpoints() {
             let conn = http::Connection::new(&name, &endpoint, settings, keys)?;
             if let Some(var) = conn.missing_key() {
-                p.missing_keys.insert(name.clone(), var.to_string());
+                r.missing_keys.insert(name.clone(), var.to_string());
             }
-            p.policies.insert(name.clone(), conn.policy.clone());
+            r.policies.insert(name.clone(), conn.policy.clone());
+            r.scopes.insert(name.clone(), conn.scope.clone());
             match endpoint.protocol {
                 settings::Protocol::OpenAi => {
                     let client = Arc::new(openai::OpenAi::new(conn));
-                    p.language.insert(name.clone(), client.clone());
+                    r.language.insert(name.clone(), client.clone());
                     if endpoint.speech {
-                        p.speech.insert(name.clone(), client.clone());
+                        r.speech.insert(name.clone(), client.clone());
                     }
                     if endpoint.transcription {
-                        p.transcription.insert(name.clone(), client);
+                        r.transcription.insert(name.clone(), client);
                     }
                 }
                 settings::Protocol::Anthropic => {
-                    p.language
+                    r.language
                         .insert(name.clone(), Arc::new(anthropic::Anthropic::new(conn)));
                 }
                 settings::Protocol::Google => {
-                    p.language
+                    r.language
                         .insert(name.clone(), Arc::new(google::Google::new(conn)));
                 }
                 settings::Protocol::ElevenLabs => {
-                    p.speech
+                    r.speech
                         .insert(name.clone(), Arc::new(elevenlabs::ElevenLabs::new(conn)));
                 }
             }
@@ -247,52 +317,93 @@ impl Providers {
         Ok(p)
     }
 
+    /// The same providers (clients, limiters and all), of which a run may
+    /// call only the endpoints in `allowed` (`None`: all). For hosting: each
+    /// tenant's run gets its own view; a call to another endpoint fails
+    /// before anything is sent, with a `Refused` error.
+    pub fn restricted(&self, allowed: Option<Arc<HashSet<String>>>) -> Providers {
+        Providers {
+            registry: self.registry.clone(),
+            allowed,
+        }
+    }
+
+    fn check_allowed(&self, name: &str) -> Result<(), ProviderError> {
+        match &self.allowed {
+            Some(allowed) if !allowed.contains(name) => Err(ProviderError::refused(
+                name,
+                format!("endpoint `{name}` is not allowed for this tenant"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a call with this model mapping would be refused before it is
+    /// sent (an endpoint not allowed, a `base_url` that would carry the key
+    /// elsewhere): for checks before a run starts.
+    pub fn check_model(&self, model: &ModelSpec) -> Result<(), ProviderError> {
+        self.check_allowed(&model.provider)?;
+        match self.registry.scopes.get(&model.provider) {
+            Some(scope) => scope.base_for(model).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     /// The environment variable a provider needs and lacks, if any.
     pub fn missing_key(&self, provider: &str) -> Option<&str> {
-        self.missing_keys.get(provider).map(String::as_str)
+        self.registry.missing_keys.get(provider).map(String::as_str)
     }
 
     /// The call policy an HTTP provider's calls go through (its limiter's
     /// state, e.g. the AIMD concurrency limit, for metrics and tests).
     pub fn policy(&self, provider: &str) -> Option<Arc<policy::CallPolicy>> {
-        self.policies.get(provider).cloned()
+        self.registry.policies.get(provider).cloned()
     }
 
     pub fn add_language(&mut self, name: &str, provider: Arc<dyn LanguageProvider>) {
-        self.language.insert(name.to_string(), provider);
+        Arc::make_mut(&mut self.registry)
+            .language
+            .insert(name.to_string(), provider);
     }
 
     pub fn language(&self, name: &str) -> Result<Arc<dyn LanguageProvider>, ProviderError> {
-        self.language
+        self.check_allowed(name)?;
+        let r = &self.registry;
+        r.language
             .get(name)
             .cloned()
-            .ok_or_else(|| unknown(name, self.language.keys()))
+            .ok_or_else(|| unknown(name, r.language.keys()))
     }
 
     pub fn speech(&self, name: &str) -> Result<Arc<dyn SpeechProvider>, ProviderError> {
-        self.speech
+        self.check_allowed(name)?;
+        let r = &self.registry;
+        r.speech
             .get(name)
             .cloned()
-            .ok_or_else(|| unknown(name, self.speech.keys()))
+            .ok_or_else(|| unknown(name, r.speech.keys()))
     }
 
     pub fn transcription(
         &self,
         name: &str,
     ) -> Result<Arc<dyn TranscriptionProvider>, ProviderError> {
-        self.transcription
+        self.check_allowed(name)?;
+        let r = &self.registry;
+        r.transcription
             .get(name)
             .cloned()
-            .ok_or_else(|| unknown(name, self.transcription.keys()))
+            .ok_or_else(|| unknown(name, r.transcription.keys()))
     }
 
     /// Whether `name` serves the given kind of node ("language", "speech",
     /// "transcription").
     pub fn has(&self, kind: &str, name: &str) -> bool {
+        let r = &self.registry;
         match kind {
-            "language" => self.language.contains_key(name),
-            "speech" => self.speech.contains_key(name),
-            _ => self.transcription.contains_key(name),
+            "language" => r.language.contains_key(name),
+            "speech" => r.speech.contains_key(name),
+            _ => r.transcription.contains_key(name),
         }
     }
 }
@@ -300,12 +411,11 @@ impl Providers {
 fn unknown<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> ProviderError {
     let mut names: Vec<&str> = known.map(String::as_str).collect();
     names.sort_unstable();
-    ProviderError::new(
+    ProviderError::refused(
         name,
         format!(
             "no such provider for this kind of node (available: {}); run offline with `--model mock/echo`",
             names.join(", ")
         ),
-        false,
     )
 }

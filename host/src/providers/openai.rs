@@ -74,7 +74,7 @@ impl LanguageProvider for OpenAi {
             .and_then(Value::as_u64);
         c.complete_json(
             request,
-            &c.url(&request.model, "/chat/completions"),
+            &c.url(&request.model, "/chat/completions")?,
             &chat_body(request),
             estimate_tokens(&request.prompt, max_tokens),
             Auth::Bearer,
@@ -127,7 +127,7 @@ pub async fn write_audio(
 impl SpeechProvider for OpenAi {
     async fn speak(&self, request: &SpeechRequest) -> Result<PathBuf, ProviderError> {
         let c = &self.conn;
-        let url = c.url(&request.model, "/audio/speech");
+        let url = c.url(&request.model, "/audio/speech")?;
         let mut body = serde_json::Map::new();
         body.insert("model".into(), json!(request.model.model));
         body.insert("input".into(), json!(request.text));
@@ -143,7 +143,7 @@ impl SpeechProvider for OpenAi {
             .get("response_format")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let estimate = (request.text.len() as u64).div_ceil(4);
+        let estimate = super::limiter::Cost::tokens((request.text.len() as u64).div_ceil(4));
         let (path, _) = c
             .policy
             .execute(
@@ -159,12 +159,13 @@ impl SpeechProvider for OpenAi {
                             .json(&body),
                         Auth::Bearer,
                     )?;
-                    let reply = http::send(&c.name, http_request).await?;
+                    let reply = c.send(http_request).await?;
                     let ext = audio_extension(format.as_deref(), &reply.content_type);
                     let path = write_audio(&c.name, &request.out_stem, ext, &reply.bytes).await?;
                     Ok(Answer {
                         value: path,
                         usage: None,
+                        limits: Some(reply.limits),
                     })
                 },
             )
@@ -177,7 +178,7 @@ impl SpeechProvider for OpenAi {
 impl TranscriptionProvider for OpenAi {
     async fn transcribe(&self, request: &TranscriptionRequest) -> Result<String, ProviderError> {
         let c = &self.conn;
-        let url = c.url(&request.model, "/audio/transcriptions");
+        let url = c.url(&request.model, "/audio/transcriptions")?;
         let audio = tokio::fs::read(&request.audio_file).await.map_err(|e| {
             ProviderError::new(
                 &c.name,
@@ -190,7 +191,7 @@ impl TranscriptionProvider for OpenAi {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "audio".into());
-        let estimate = (audio.len() as u64 / 4000).max(1);
+        let estimate = super::limiter::Cost::tokens((audio.len() as u64 / 4000).max(1));
         let (text, _) = c
             .policy
             .execute(
@@ -219,7 +220,7 @@ impl TranscriptionProvider for OpenAi {
                             .multipart(form),
                         Auth::Bearer,
                     )?;
-                    let reply = http::send(&c.name, http_request).await?;
+                    let reply = c.send(http_request).await?;
                     // `json` and `verbose_json` answer {"text": ...}; `text`,
                     // `srt` and `vtt` answer the text itself.
                     let text = if reply.content_type.contains("json") {
@@ -236,6 +237,7 @@ impl TranscriptionProvider for OpenAi {
                     Ok(Answer {
                         value: text,
                         usage: None,
+                        limits: Some(reply.limits),
                     })
                 },
             )

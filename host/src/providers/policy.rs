@@ -3,7 +3,8 @@
 //! retryable failures (each reported), AIMD feedback to the limiter, and
 //! usage and cost accounting.
 
-use super::limiter::RateLimiter;
+use super::limiter::headers::LimitReport;
+use super::limiter::{Cost, RateLimiter};
 use super::pricing::PriceTable;
 use super::retry::RetryPolicy;
 use super::settings::ProviderSettings;
@@ -25,6 +26,18 @@ pub struct CallPolicy {
 pub struct Answer<T> {
     pub value: T,
     pub usage: Option<Usage>,
+    /// The reply's rate-limit headers (`None`: not an HTTP reply).
+    pub limits: Option<LimitReport>,
+}
+
+impl<T> Answer<T> {
+    pub fn new(value: T, usage: Option<Usage>) -> Answer<T> {
+        Answer {
+            value,
+            usage,
+            limits: None,
+        }
+    }
 }
 
 impl CallPolicy {
@@ -36,6 +49,7 @@ impl CallPolicy {
                 limit.map(|l| l.calls_per_minute),
                 limit.map(|l| l.tokens_per_minute),
                 settings.max_concurrency,
+                true,
             ),
             model_limiters: settings
                 .rate_limits
@@ -48,6 +62,7 @@ impl CallPolicy {
                             Some(l.calls_per_minute),
                             Some(l.tokens_per_minute),
                             settings.max_concurrency,
+                            false,
                         ),
                     ))
                 })
@@ -57,12 +72,12 @@ impl CallPolicy {
         })
     }
 
-    /// Runs `attempt` under the limiter with retries. `estimate` is the
-    /// tokens the call is expected to use (prompt and `max_tokens`).
+    /// Runs `attempt` under the limiter with retries. `cost` is what the
+    /// call is expected to use (prompt and `max_tokens`).
     pub async fn execute<T, F, Fut>(
         &self,
         model: &str,
-        estimate: u64,
+        cost: Cost,
         retry: Option<&crate::recipe::policy::RetryPolicy>,
         observer: Option<&CallObserver>,
         mut attempt: F,
@@ -73,6 +88,7 @@ impl CallPolicy {
     {
         // The node's settings were parsed when the recipe loaded.
         let policy = retry.map_or(self.retry, |r| self.retry.with_node(r));
+        let estimate = cost.total();
         let mut stats = CallStats::default();
         let note = |n: CallNote| {
             if let Some(o) = observer {
@@ -83,10 +99,10 @@ impl CallPolicy {
         loop {
             tries += 1;
             let model_limiter = self.model_limiters.get(model);
-            let (permit, mut waited) = self.limiter.acquire(estimate).await;
+            let (permit, mut waited) = self.limiter.acquire(model, cost).await;
             let model_permit = match model_limiter {
                 Some(l) => {
-                    let (p, w) = l.acquire(estimate).await;
+                    let (p, w) = l.acquire(model, cost).await;
                     waited += w;
                     Some(p)
                 }
@@ -101,6 +117,15 @@ impl CallPolicy {
             }
             stats.calls += 1;
             let result = attempt().await;
+            // What the reply said about the limits, before the slot is freed
+            // (it counts as in flight until then).
+            match &result {
+                Ok(answer) => self.limiter.observe(&permit, answer.limits.as_ref()),
+                Err(e) if e.limits.is_some() => {
+                    self.limiter.observe(&permit, e.limits.as_deref());
+                }
+                Err(_) => {}
+            }
             drop(model_permit);
             drop(permit);
             match result {
@@ -133,6 +158,11 @@ impl CallPolicy {
                         self.limiter.on_rate_limited();
                         if let Some(l) = model_limiter {
                             l.on_rate_limited();
+                        }
+                        // Every call waits out what the provider asked for,
+                        // not only this one: no storm of 429s meanwhile.
+                        if let Some(wait) = e.retry_after {
+                            self.limiter.block_for(wait.min(policy.max_retry_after));
                         }
                     }
                     let Some(delay) = policy.next_delay(tries, &e) else {
@@ -168,11 +198,14 @@ fn usage_total(usage: &Option<Usage>) -> u64 {
         .unwrap_or(0)
 }
 
-/// Tokens a call is expected to use before it is made: about four
-/// characters a token for the prompt, plus the reply's `max_tokens` (or a
+/// What a call is expected to use before it is made: about four
+/// characters a token for the prompt, and the reply's `max_tokens` (or a
 /// modest default).
-pub fn estimate_tokens(prompt: &str, max_tokens: Option<u64>) -> u64 {
-    (prompt.len() as u64).div_ceil(4) + max_tokens.unwrap_or(512)
+pub fn estimate_tokens(prompt: &str, max_tokens: Option<u64>) -> Cost {
+    Cost {
+        input_tokens: (prompt.len() as u64).div_ceil(4),
+        output_tokens: max_tokens.unwrap_or(512),
+    }
 }
 
 #[cfg(test)]
@@ -185,11 +218,8 @@ mod tests {
         let start = tokio::time::Instant::now();
         for _ in 0..n {
             let done = policy
-                .execute(model, 0, None, None, || async {
-                    Ok::<_, ProviderError>(Answer {
-                        value: (),
-                        usage: None,
-                    })
+                .execute(model, Cost::default(), None, None, || async {
+                    Ok::<_, ProviderError>(Answer::new((), None))
                 })
                 .await;
             assert!(done.is_ok());
@@ -209,8 +239,8 @@ mod tests {
             },
         );
         let policy = CallPolicy::new("p", &settings).unwrap();
-        // One a second after the first: ten calls take nine seconds.
-        assert!(calls(&policy, "slow", 10).await >= Duration::from_secs(8));
-        assert!(calls(&policy, "fast", 10).await < Duration::from_secs(1));
+        // A burst of 60, then one a second: 70 calls take ten seconds.
+        assert_eq!(calls(&policy, "slow", 70).await, Duration::from_secs(10));
+        assert_eq!(calls(&policy, "fast", 100).await, Duration::ZERO);
     }
 }

@@ -148,24 +148,13 @@ pub struct RateLimit {
 
 impl Default for RateLimit {
     fn default() -> Self {
+        // Only what is configured limits: `calls_per_minute` alone leaves
+        // tokens unlimited.
         RateLimit {
-            calls_per_minute: 60.0,
-            tokens_per_minute: 90_000.0,
+            calls_per_minute: 0.0,
+            tokens_per_minute: 0.0,
         }
     }
-}
-
-/// Rate limits from the seed's guide, which match the providers' entry tiers.
-pub fn default_limits() -> BTreeMap<String, RateLimit> {
-    let mut m = BTreeMap::new();
-    let l = |calls: f64, tokens: f64| RateLimit {
-        calls_per_minute: calls,
-        tokens_per_minute: tokens,
-    };
-    m.insert("openai".into(), l(60.0, 90_000.0));
-    m.insert("anthropic".into(), l(50.0, 40_000.0));
-    m.insert("elevenlabs".into(), l(20.0, 100_000.0));
-    m
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -202,11 +191,15 @@ pub struct ProviderSettings {
     pub pool_idle_timeout_secs: f64,
     pub retry: RetrySettings,
     /// Per provider (`openai`), and optionally per model
-    /// (`"openai/gpt-4o"`, on top of its provider's); a provider without an
-    /// entry is not limited.
+    /// (`"openai/gpt-4o"`, on top of its provider's), each a bucket holding
+    /// a minute's worth. None by default: the limits the provider's reply
+    /// headers report are what holds calls back.
     pub rate_limits: BTreeMap<String, RateLimit>,
     /// Calls in flight per provider before AIMD halves it on 429s.
     pub max_concurrency: usize,
+    /// A reply body larger than this is refused without reading the rest
+    /// (speech audio is the largest legitimate reply).
+    pub max_response_bytes: u64,
     /// USD per million tokens, by `provider/model` (merged over defaults).
     pub prices: BTreeMap<String, super::pricing::Price>,
 }
@@ -220,8 +213,9 @@ impl Default for ProviderSettings {
             pool_max_idle_per_host: 32,
             pool_idle_timeout_secs: 90.0,
             retry: RetrySettings::default(),
-            rate_limits: default_limits(),
-            max_concurrency: 64,
+            rate_limits: BTreeMap::new(),
+            max_concurrency: 256,
+            max_response_bytes: 64 << 20,
             prices: BTreeMap::new(),
         }
     }

@@ -16,7 +16,12 @@
 //! connections accepted. A script per path or per model plays faults before
 //! the normal answers: a status (429 with `Retry-After`, 5xx, 400 with a
 //! body), a hang, a dropped connection (closed without an answer) or a
-//! malformed JSON reply.
+//! malformed JSON reply, or a huge body streamed until the client stops
+//! reading.
+//!
+//! It can also enforce a real rate limit (`enforce_window`): a fixed window
+//! of N requests per period, told in OpenAI's or Anthropic's headers, with
+//! 429 and `Retry-After` beyond it.
 
 // Shared with the benchmark, which uses only part of it.
 #![allow(dead_code)]
@@ -34,7 +39,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -61,6 +66,10 @@ pub enum Fault {
     Drop,
     /// Answer 200 with a JSON body cut short.
     Malformed,
+    /// Answer 200 with a body of `bytes` zeros, streamed in 64 KiB chunks
+    /// for as long as the client reads (`streamed_bytes` counts them), with
+    /// or without a `Content-Length`.
+    Huge { bytes: u64, declare_length: bool },
 }
 
 impl Fault {
@@ -160,6 +169,52 @@ impl Recorded {
     }
 }
 
+/// Which provider's rate-limit headers the fake sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LimitHeaders {
+    OpenAi,
+    Anthropic,
+}
+
+/// A fixed window: `limit` requests per `period`, counted from the first
+/// request, then from each period's end.
+struct Window {
+    style: LimitHeaders,
+    limit: u64,
+    period: Duration,
+    start: Option<Instant>,
+    index: u64,
+    count: u64,
+}
+
+impl Window {
+    /// Counts a request: whether it is within the limit, what is left, when
+    /// the window ends, and the window's number.
+    fn admit(&mut self, now: Instant) -> (bool, u64, Instant, u64) {
+        let start = *self.start.get_or_insert(now);
+        let index = (now.duration_since(start).as_nanos() / self.period.as_nanos().max(1)) as u64;
+        if index != self.index {
+            self.index = index;
+            self.count = 0;
+        }
+        let end = start + self.period * (index as u32 + 1);
+        let ok = self.count < self.limit;
+        if ok {
+            self.count += 1;
+        }
+        (ok, self.limit - self.count, end, index)
+    }
+}
+
+/// What the rate window did with a request.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub accepted: bool,
+    pub window: u64,
+    /// Answers the fake had sent when the request arrived.
+    pub answers_before: usize,
+}
+
 #[derive(Default)]
 struct Script {
     queue: VecDeque<Fault>,
@@ -179,6 +234,10 @@ struct Shared {
     scripts: Mutex<HashMap<String, Script>>,
     /// Fixed answer texts, by path or by model.
     replies: Mutex<HashMap<String, String>>,
+    window: Mutex<Option<Window>>,
+    admissions: Mutex<Vec<Admission>>,
+    answers: AtomicUsize,
+    streamed: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -242,6 +301,10 @@ impl Fake {
             peers: Mutex::new(HashSet::new()),
             scripts: Mutex::new(HashMap::new()),
             replies: Mutex::new(HashMap::new()),
+            window: Mutex::new(None),
+            admissions: Mutex::new(Vec::new()),
+            answers: AtomicUsize::new(0),
+            streamed: Arc::new(AtomicU64::new(0)),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = shared.clone();
@@ -347,6 +410,34 @@ impl Fake {
     /// The most requests the fake was handling at once.
     pub fn max_in_flight(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Enforces `limit` requests per `period` (a fixed window), reported in
+    /// `style`'s headers on every answer, and answered with 429 and
+    /// `Retry-After` beyond the limit.
+    pub fn enforce_window(&self, style: LimitHeaders, limit: u64, period: Duration) {
+        *self.shared.window.lock().expect("fake window") = Some(Window {
+            style,
+            limit,
+            period,
+            start: None,
+            index: 0,
+            count: 0,
+        });
+    }
+
+    /// What the window did with each request, in arrival order.
+    pub fn admissions(&self) -> Vec<Admission> {
+        self.shared
+            .admissions
+            .lock()
+            .expect("fake admissions")
+            .clone()
+    }
+
+    /// Body bytes `Fault::Huge` answers have sent.
+    pub fn streamed_bytes(&self) -> u64 {
+        self.shared.streamed.load(Ordering::SeqCst)
     }
 
     /// Distinct client addresses requests came from (one per connection).
@@ -623,6 +714,10 @@ async fn handle(
             .expect("fake requests")
             .push(recorded.clone());
     }
+    let limit_headers = match admit(&shared) {
+        Ok(headers) => headers,
+        Err(rejected) => return finish(&shared, rejected),
+    };
     let fault = shared.next_fault(&recorded.path, recorded.model.as_deref());
     let reply = shared.reply(&recorded.path, recorded.model.as_deref());
     let response = match fault {
@@ -662,11 +757,143 @@ async fn handle(
             )
                 .into_response(),
         ),
+        Some(Fault::Huge {
+            bytes,
+            declare_length,
+        }) => Some(huge(bytes, declare_length, shared.streamed.clone())),
     };
-    match response {
+    let mut response = match response {
         Some(r) => r,
         None => answer(&api, &recorded, reply),
+    };
+    response.headers_mut().extend(limit_headers);
+    finish(&shared, response)
+}
+
+/// Counts an answer out.
+fn finish(shared: &Shared, response: Response) -> Response {
+    shared.answers.fetch_add(1, Ordering::SeqCst);
+    response
+}
+
+/// Applies the rate window, if any: the headers to add to the answer, or
+/// the 429 to send instead.
+fn admit(shared: &Shared) -> Result<HeaderMap, Response> {
+    let mut guard = shared.window.lock().expect("fake window");
+    let Some(window) = guard.as_mut() else {
+        return Ok(HeaderMap::new());
+    };
+    let now = Instant::now();
+    let (accepted, remaining, end, index) = window.admit(now);
+    shared
+        .admissions
+        .lock()
+        .expect("fake admissions")
+        .push(Admission {
+            accepted,
+            window: index,
+            answers_before: shared.answers.load(Ordering::SeqCst),
+        });
+    let until_end = end.saturating_duration_since(now);
+    let mut h = HeaderMap::new();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    match window.style {
+        LimitHeaders::OpenAi => {
+            put("x-ratelimit-limit-requests", window.limit.to_string());
+            put("x-ratelimit-remaining-requests", remaining.to_string());
+            put(
+                "x-ratelimit-reset-requests",
+                format!("{}ms", until_end.as_millis() + 1),
+            );
+            put("x-ratelimit-limit-tokens", "10000000".into());
+            put("x-ratelimit-remaining-tokens", "9990000".into());
+            put("x-ratelimit-reset-tokens", "6m0s".into());
+        }
+        LimitHeaders::Anthropic => {
+            let reset =
+                rfc3339(std::time::SystemTime::now() + until_end + Duration::from_millis(1));
+            put(
+                "anthropic-ratelimit-requests-limit",
+                window.limit.to_string(),
+            );
+            put(
+                "anthropic-ratelimit-requests-remaining",
+                remaining.to_string(),
+            );
+            put("anthropic-ratelimit-requests-reset", reset.clone());
+            put("anthropic-ratelimit-tokens-limit", "10000000".into());
+            put("anthropic-ratelimit-tokens-remaining", "9990000".into());
+            put("anthropic-ratelimit-tokens-reset", reset);
+        }
     }
+    if accepted {
+        return Ok(h);
+    }
+    let mut r = error(429, "rate limit exceeded (fake window)");
+    let secs = until_end.as_secs_f64().ceil().max(1.0) as u64;
+    r.headers_mut().extend(h);
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Err(r)
+}
+
+/// `2026-12-02T06:10:05.250Z`
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// A 200 whose body is `bytes` zeros, produced lazily.
+fn huge(bytes: u64, declare_length: bool, streamed: Arc<AtomicU64>) -> Response {
+    const CHUNK: u64 = 64 << 10;
+    let chunks = futures::stream::unfold(0u64, move |sent| {
+        let streamed = streamed.clone();
+        async move {
+            if sent >= bytes {
+                return None;
+            }
+            let n = CHUNK.min(bytes - sent);
+            streamed.fetch_add(n, Ordering::SeqCst);
+            Some((
+                Ok::<_, io::Error>(Bytes::from(vec![0u8; n as usize])),
+                sent + n,
+            ))
+        }
+    });
+    let mut r = Response::new(axum::body::Body::from_stream(chunks));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if declare_length {
+        if let Ok(v) = HeaderValue::from_str(&bytes.to_string()) {
+            r.headers_mut().insert(header::CONTENT_LENGTH, v);
+        }
+    }
+    r
 }
 
 /// Counts a request out when its handler ends (or is dropped).

@@ -13,11 +13,18 @@
 //! - `preflight`: missing keys are named before any request, through
 //!   `run_recipe` and `composer run`;
 //! - `limits`: connection pooling, AIMD and the rate limiter through the
-//!   call policy.
+//!   call policy;
+//! - `learned`: limits learned from the providers' headers against a fake
+//!   that enforces a real window, the cold first wave, defaults that do not
+//!   throttle;
+//! - `guards`: reply size cap, keys kept to their host, the per-run
+//!   endpoint allow-list.
 
 pub mod fake;
 
 mod failures;
+mod guards;
+mod learned;
 mod limits;
 mod preflight;
 mod protocols;
@@ -125,9 +132,19 @@ pub async fn run(providers: Providers, yaml: &str, inputs: Value) -> Ran {
 
 /// Runs `yaml`; `Err` when the run was refused before anything ran.
 pub async fn start(providers: Providers, yaml: &str, inputs: Value) -> Result<Ran, NotStarted> {
+    start_with(EngineSettings::default(), providers, yaml, inputs).await
+}
+
+/// `start` with these engine settings.
+pub async fn start_with(
+    engine: EngineSettings,
+    providers: Providers,
+    yaml: &str,
+    inputs: Value,
+) -> Result<Ran, NotStarted> {
     let dir = temp_dir();
     let recipe = load(yaml, dir.path());
-    let mut services = Services::new(EngineSettings::default());
+    let mut services = Services::new(engine);
     services.providers = providers;
     let sink = CollectEvents::new();
     let request = RunRequest {

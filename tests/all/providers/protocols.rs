@@ -244,8 +244,14 @@ nodes:
 #[tokio::test]
 async fn a_model_base_url_overrides_the_endpoint_for_compatible_servers() {
     let fake = Fake::start();
-    // groq keeps its preset (api.groq.com): only the mapping's base_url
-    // brings its calls here. Unpriced model: no cost.
+    // groq's endpoint is on the fake's host under another path: only the
+    // mapping's base_url brings its calls to `/v1`. (A base_url on another
+    // host is refused while a key is set: see `guards`.) Unpriced model: no
+    // cost.
+    let mut s = super::settings(&fake);
+    let mut groq = composer::providers::settings::presets()["groq"].clone();
+    groq.base_url = format!("{}/not-here", fake.url());
+    s.endpoint.insert("groq".into(), groq);
     let yaml = format!(
         r#"
 name: compatible
@@ -257,7 +263,7 @@ nodes:
 "#,
         fake.url()
     );
-    let ran = run(providers(&fake), &yaml, json!({})).await;
+    let ran = run(super::providers_with(&s), &yaml, json!({})).await;
     assert_eq!(ran.out("ask"), "fake answer from llama-3.1-8b-instant");
     let r = fake.only_request();
     assert_eq!(r.path, "/v1/chat/completions");
