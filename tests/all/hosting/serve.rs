@@ -40,7 +40,7 @@ final_outputs: [publish]
 const SLOW: &str = r#"
 name: slow
 nodes:
-  - {id: wait, type: language_task, model: {provider: mock, model: echo, latency_ms: 150}, prompt: "slowly"}
+  - {id: wait, type: language_task, model: {provider: mock, model: echo, latency_ms: 1000}, prompt: "slowly"}
 "#;
 
 struct Server {
