@@ -18,30 +18,19 @@
 )]
 
 use composer::cache::{CacheMode, CacheSettings, ResultCache};
+mod common;
+
+use common::{chain_recipe, load};
 use composer::config::EngineSettings;
 use composer::engine::events::NoEvents;
 use composer::engine::run::Services;
 use composer::engine::runner::{run_recipe, RunRequest};
-use composer::recipe::document::Format;
-use composer::recipe::{load_str, Recipe};
+use composer::recipe::Recipe;
 use composer::store::{Database, SqliteStore};
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn chain_recipe(nodes: usize) -> String {
-    let mut y = String::from("name: chain\nmodel_config: {provider: mock, model: echo}\nnodes:\n");
-    for i in 0..nodes {
-        writeln!(
-            y,
-            "  - {{id: n{i}, type: language_task, prompt: \"step {i}\"}}"
-        )
-        .unwrap();
-    }
-    y
-}
 
 const MAP: &str = r#"
 name: big map
@@ -53,12 +42,6 @@ nodes:
     max_concurrency: 64
     task: {type: language_task, prompt: "item {{ item }}"}
 "#;
-
-fn load(text: &str) -> Arc<Recipe> {
-    load_str(text, Format::Yaml, Path::new("."))
-        .unwrap_or_else(|e| panic!("bench recipe does not load: {e}"))
-        .recipe
-}
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -15,30 +15,20 @@
     clippy::print_stderr
 )]
 
+mod common;
+
+use common::{chain_recipe, load};
 use composer::config::EngineSettings;
 use composer::engine::events::NoEvents;
 use composer::engine::run::Services;
 use composer::engine::runner::{run_recipe, RunRequest};
-use composer::recipe::document::Format;
-use composer::recipe::{load_str, Recipe};
+use composer::recipe::Recipe;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-fn chain_recipe(nodes: usize) -> String {
-    let mut y = String::from("name: chain\nmodel_config: {provider: mock, model: echo}\nnodes:\n");
-    for i in 0..nodes {
-        writeln!(
-            y,
-            "  - {{id: n{i}, type: language_task, prompt: \"step {i}\"}}"
-        )
-        .unwrap();
-    }
-    y
-}
 
 fn fan_out_recipe(nodes: usize, latency_ms: u64) -> String {
     let mut y = format!(
@@ -77,12 +67,6 @@ nodes:
       type: language_task
       prompt: "item {{ item }}"
 "#;
-
-fn load(text: &str) -> Arc<Recipe> {
-    load_str(text, Format::Yaml, Path::new("."))
-        .unwrap_or_else(|e| panic!("bench recipe does not load: {e}"))
-        .recipe
-}
 
 fn run_once(
     rt: &tokio::runtime::Runtime,

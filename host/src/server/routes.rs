@@ -111,19 +111,29 @@ fn tenant_of(state: &ServerState, headers: &HeaderMap) -> Result<Arc<Tenant>, Ap
         .ok_or_else(ApiError::unauthorized)
 }
 
-/// A JSON body: 413 over the cap, 400 naming what is wrong.
-fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|e| {
+/// A request body: 413 naming the setting when it is over its cap, 400
+/// when it cannot be read.
+fn body_bytes(
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+    cap: &str,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                "the body is larger than `server.max_body_bytes`",
+                format!("{what} is larger than `{cap}`"),
             )
         } else {
-            ApiError::bad_request(format!("cannot read the body: {e}"))
+            ApiError::bad_request(format!("cannot read {what}: {e}"))
         }
-    })?;
+    })
+}
+
+/// A JSON body: 413 over the cap, 400 naming what is wrong.
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body_bytes(body, "the body", "server.max_body_bytes")?;
     if bytes.is_empty() {
         return Ok(json!({}));
     }
@@ -954,17 +964,7 @@ async fn upload_file(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let tenant = tenant_of(&state, &headers)?;
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the file is larger than `server.max_body_bytes`",
-            )
-        } else {
-            ApiError::bad_request(e.to_string())
-        }
-    })?;
+    let bytes = body_bytes(body, "the file", "server.max_body_bytes")?;
     let name = q.name.unwrap_or_else(|| "upload".into());
     let safe: String = name
         .chars()
@@ -1001,17 +1001,7 @@ async fn upload_plugin(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let tenant = tenant_of(&state, &headers)?;
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the plugin is larger than `server.max_plugin_bytes`",
-            )
-        } else {
-            ApiError::bad_request(e.to_string())
-        }
-    })?;
+    let bytes = body_bytes(body, "the plugin", "server.max_plugin_bytes")?;
     let name = q.name.unwrap_or_default();
     if !plain(&name) {
         return Err(ApiError::bad_request(

@@ -131,6 +131,18 @@ impl Database {
         })
     }
 
+    /// Runs `f` on the blocking pool (async callers: SQLite work never runs
+    /// on the async workers).
+    pub async fn blocking<T: Send + 'static>(
+        db: &std::sync::Arc<Database>,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Stopped(e.to_string()))?
+    }
+
     /// Runs `f` with the connection.
     pub fn with<T>(
         &self,

@@ -55,14 +55,13 @@ impl SqliteQueue {
         SqliteQueue { db }
     }
 
+    /// Runs `f` on a blocking thread: SQLite work never runs on the async
+    /// workers.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::Stopped(e.to_string()))?
+        Database::blocking(&self.db, f).await
     }
 }
 

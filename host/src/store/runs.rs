@@ -182,10 +182,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::Stopped(e.to_string()))?
+        Database::blocking(&self.db, f).await
     }
 
     pub fn list(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
