@@ -19,7 +19,16 @@
 # (host/src/cli/plugin_build.rs), so the two agree on what is up to date.
 #
 # Tools can live elsewhere: COMPOSER_TOOLS_DIR=/path bash scripts/build-plugins.sh
+#
+# `--install [DIR]` also copies the standard plugins (all but test ones)
+# into the user's plugin folder, DIR or
+# `${XDG_DATA_HOME:-$HOME/.local/share}/composer/plugins`, where `composer`
+# finds them wherever it runs (see docs/decisions.md, "Plugin discovery").
 set -euo pipefail
+install_dir=""
+if [ "${1:-}" = "--install" ]; then
+  install_dir="${2:-${XDG_DATA_HOME:-$HOME/.local/share}/composer/plugins}"
+fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 plugins="$root/plugins"
 dist="$plugins/dist"
@@ -213,3 +222,10 @@ done
 for manifest in "${js_plugins[@]}"; do
   build_interpreted "$(dirname "$manifest")" js
 done
+if [ -n "$install_dir" ]; then
+  mkdir -p "$install_dir"
+  for file in "$plugins"/dist/*.wasm; do
+    cmp -s "$file" "$install_dir/$(basename "$file")" || cp "$file" "$install_dir/"
+  done
+  echo "installed $(ls "$plugins"/dist/*.wasm | wc -l | tr -d ' ') plugins into $install_dir"
+fi

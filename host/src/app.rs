@@ -116,6 +116,9 @@ pub struct RunOptions {
     pub human: Option<Arc<dyn HumanInput>>,
     /// The tenant's uploaded functions (LOCAL scope), over the project's.
     pub local_functions: Option<FunctionRegistry>,
+    /// The tenant's plugin grants (hosts, secrets, limits) over the
+    /// process config's; None: the config's alone.
+    pub plugin_policy: Option<Arc<crate::plugins::RunPluginPolicy>>,
 }
 
 pub struct Composer {
@@ -157,7 +160,9 @@ impl Composer {
         let keys = Keys::load(key_dirs);
         let providers =
             Providers::from_settings(&settings.providers, &keys).map_err(AppError::Providers)?;
-        let plugins = PluginHost::new(settings.plugins.clone());
+        // Plugins get only the secrets granted to them, from the same
+        // environment and `.env` files as provider keys.
+        let plugins = PluginHost::with_secrets(settings.plugins.clone(), keys.clone());
         Ok(Composer {
             settings,
             providers,
@@ -225,6 +230,7 @@ impl Composer {
             settings: self.settings.engine.clone(),
             cache: self.cache.clone(),
             store: self.store(),
+            plugin_policy: options.plugin_policy.clone(),
         })
     }
 

@@ -50,11 +50,16 @@ impl EngineSettings {
     }
 }
 
-/// Settings and the warnings found while reading them.
+/// Settings and the warnings found while reading them. Relative paths of
+/// the `[plugins]` section are relative to the file's folder.
 pub fn load(path: &Path) -> Result<(Settings, Vec<String>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("`{}`: {e}", path.display()))
+    let (mut settings, warnings) = parse(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        settings.plugins.resolve_relative_to(dir);
+    }
+    Ok((settings, warnings))
 }
 
 pub fn parse(text: &str) -> Result<(Settings, Vec<String>), String> {
@@ -66,6 +71,7 @@ pub fn parse(text: &str) -> Result<(Settings, Vec<String>), String> {
         .into_iter()
         .map(|key| format!("unknown setting `{key}` in composer.toml (ignored)"))
         .collect();
+    settings.plugins.check()?;
     Ok((settings, warnings))
 }
 
@@ -100,5 +106,30 @@ mod tests {
     #[test]
     fn bad_values_are_errors() {
         assert!(parse("[engine]\nmax_parallel_nodes = \"many\"\n").is_err());
+        let bad_host = "[plugins.overrides.p]\nallowed_hosts = [\"api.example.com\"]\n";
+        let e = parse(bad_host).err().unwrap_or_default();
+        assert!(e.contains("[plugins.overrides.p]") && e.contains("api.example.com"), "{e}");
+    }
+
+    #[test]
+    fn plugin_grants_and_relative_paths() {
+        let text = "[plugins]\npaths = [\"dist\", \"/abs\"]\n\
+            [plugins.overrides.perplexity_search]\n\
+            allowed_hosts = [\"https://api.perplexity.ai\"]\n\
+            secrets = [\"PERPLEXITY_API_KEY\"]\n\
+            env = { PERPLEXITY_BASE_URL = \"http://127.0.0.1:9\" }\n\
+            timeout_ms = 5\n\
+            secretz = []\n";
+        let (mut s, warnings) = parse(text).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("secretz"));
+        let o = &s.plugins.overrides["perplexity_search"];
+        assert_eq!(o.secrets.as_deref(), Some(&["PERPLEXITY_API_KEY".to_string()][..]));
+        assert_eq!(o.timeout_ms, Some(5));
+        s.plugins.resolve_relative_to(Path::new("/etc/composer"));
+        assert_eq!(
+            s.plugins.paths,
+            vec![PathBuf::from("/etc/composer/dist"), PathBuf::from("/abs")]
+        );
     }
 }

@@ -129,6 +129,11 @@ impl EventSink for TerminalProgress {
             EventKind::Provider { node, note } => {
                 self.line(format!("  {node}: {}", describe_note(&note)))
             }
+            EventKind::PluginHttp { node, request } => {
+                if request.refused || request.error.is_some() {
+                    self.line(format!("  {node}: {}", describe_http(&request)));
+                }
+            }
             EventKind::NodeProgress { node, done, total } => {
                 if let Some(bar) = running.get(&node) {
                     if bar.length() != Some(total) {
@@ -206,6 +211,9 @@ impl EventSink for LogLines {
                 format!("{node} items {done}/{total} ({failed} failed)")
             }
             EventKind::Provider { node, note } => format!("{node} {}", describe_note(&note)),
+            EventKind::PluginHttp { node, request } => {
+                format!("{node} {}", describe_http(&request))
+            }
             EventKind::NodeProgress { node, done, total } => {
                 let step = (total / 10).max(1);
                 if done != total && !done.is_multiple_of(step) {
@@ -273,4 +281,18 @@ fn stats_suffix(stats: &crate::providers::CallStats) -> String {
     } else {
         format!(" ({})", parts.join(", "))
     }
+}
+
+/// `http GET https://x:443/path → 200, 1.2 KB in 0.120s` or the refusal.
+fn describe_http(r: &crate::plugins::outbound::HttpRequestRecord) -> String {
+    let outcome = match (&r.error, r.status) {
+        (Some(e), _) => e.clone(),
+        (None, Some(status)) => format!(
+            "{status}, {} in {:.3}s",
+            crate::metrics::render::bytes_text(r.response_bytes),
+            r.secs
+        ),
+        (None, None) => "no response".to_string(),
+    };
+    format!("http {} {} → {outcome}", r.method, r.url)
 }

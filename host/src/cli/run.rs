@@ -6,6 +6,7 @@ use crate::cache::CacheMode;
 use crate::engine::events::EventSink;
 use crate::engine::runner::RunScope;
 use crate::nodes::{HumanInput, HumanRequest};
+use crate::plugins::discovery::search_path;
 use crate::recipe::document::{self, Format};
 use crate::recipe::model::ModelSpec;
 use async_trait::async_trait;
@@ -116,6 +117,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         settings.plugins.profile_dir = Some(dir.clone());
     }
     let recipe_dir = loaded.recipe.base_dir.clone();
+    // Plugins are found wherever composer runs: the recipe's own folders
+    // join the search path (plugins/discovery.rs).
+    settings.plugins.paths = search_path(&settings.plugins.paths, Some(&recipe_dir));
     let app = match Composer::open(settings, &[Path::new("."), &recipe_dir]) {
         Ok(app) => app,
         Err(e) => return usage_error(e),
@@ -143,6 +147,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         },
         human: terminal_human(&progress),
         local_functions: None,
+        plugin_policy: None,
     };
     let source = match std::fs::canonicalize(&args.recipe) {
         Ok(p) => RecipeSource::File(p),

@@ -256,6 +256,7 @@ fn resume(
         cache_mode: crate::cache::CacheMode::Use,
         human: super::run::terminal_human(&progress),
         local_functions: None,
+        plugin_policy: None,
     };
     match runtime.block_on(app.resume(&args.run_id, options, Default::default())) {
         Ok(outcome) => super::run::finish(&app, None, &outcome, args.json),

@@ -15,10 +15,11 @@ struct Report<'a> {
     diagnostics: Vec<Diagnostic>,
 }
 
-/// The functions composer can call (plugin folders are read only when a
-/// recipe names a function).
+/// The functions composer can call, per plugin search path (it depends on
+/// the recipe's folder; plugin folders are read only when a recipe names a
+/// function).
 struct Functions {
-    registry: Option<FunctionRegistry>,
+    registries: std::collections::HashMap<Vec<PathBuf>, FunctionRegistry>,
 }
 
 impl Functions {
@@ -27,11 +28,12 @@ impl Functions {
         if used.is_empty() {
             return Vec::new();
         }
-        let registry = self.registry.get_or_insert_with(|| {
+        let mut settings = crate::config::discover(None)
+            .map(|(s, _)| s.plugins)
+            .unwrap_or_default();
+        settings.paths = crate::plugins::discovery::search_path(&settings.paths, Some(&recipe.base_dir));
+        let registry = self.registries.entry(settings.paths.clone()).or_insert_with(|| {
             let mut registry = FunctionRegistry::default();
-            let settings = crate::config::discover(None)
-                .map(|(s, _)| s.plugins)
-                .unwrap_or_default();
             let host = PluginHost::new(settings);
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -60,7 +62,9 @@ impl Functions {
 }
 
 pub fn run(recipes: &[PathBuf], json: bool) -> ExitCode {
-    let mut functions = Functions { registry: None };
+    let mut functions = Functions {
+        registries: std::collections::HashMap::new(),
+    };
     let mut all_valid = true;
     let mut reports = Vec::new();
     for path in recipes {

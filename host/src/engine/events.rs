@@ -75,6 +75,12 @@ pub enum EventKind {
         node: String,
         note: crate::providers::CallNote,
     },
+    /// An outbound HTTP request a plugin call made, when it ended (its
+    /// span is `[at - request.secs, at]`).
+    PluginHttp {
+        node: String,
+        request: crate::plugins::outbound::HttpRequestRecord,
+    },
     /// Progress a node reports by itself (a plugin reading a large file).
     NodeProgress {
         node: String,

@@ -46,6 +46,9 @@ pub struct Services {
     pub cache: Option<Arc<crate::cache::ResultCache>>,
     /// Where runs are recorded (None: they are not).
     pub store: Option<Arc<dyn crate::store::RunStore>>,
+    /// What the run's plugins may reach and read when it brings its own
+    /// grants (a tenant's); None: the process config's.
+    pub plugin_policy: Option<Arc<crate::plugins::RunPluginPolicy>>,
 }
 
 impl Services {
@@ -57,6 +60,7 @@ impl Services {
             settings,
             cache: None,
             store: None,
+            plugin_policy: None,
         }
     }
 }
@@ -659,6 +663,12 @@ pub fn preflight(
     };
     check.nodes(recipe, recipe.nodes.iter(), "", None);
     let mut problems = check.problems;
+    // Granted plugin secrets that are not set, like missing provider keys.
+    problems.extend(crate::plugins::catalog::missing_secrets(
+        &services.functions,
+        recipe,
+        services.plugin_policy.as_deref(),
+    ));
     for (var, nodes) in check.keys {
         problems.push(format!(
             "`{var}` is not set; it is needed by {} (set it in the environment or a .env file)",

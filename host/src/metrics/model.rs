@@ -8,6 +8,8 @@
 //! - run totals (calls, retries, tokens, cost, plugin use) and the node
 //!   counts by status are over top-level nodes, whose figures already
 //!   include their sub-recipe's and items' (nothing is counted twice);
+//! - plugins' outbound HTTP requests are counted over the whole run, at
+//!   any depth (each one's details are in the trace);
 //! - the cache hit rate is over nodes at any depth that call a provider or
 //!   a function (language, speech, transcription, function, reduce, and
 //!   maps of those): cached ones / completed ones (cached included);
@@ -162,6 +164,15 @@ pub struct Totals {
     pub cost_usd: Option<f64>,
     pub plugin_calls: u64,
     pub plugin_fuel: u64,
+    /// Plugins' outbound HTTP requests at any depth, refused ones included.
+    #[serde(default)]
+    pub http_requests: u64,
+    #[serde(default)]
+    pub http_refused: u64,
+    #[serde(default)]
+    pub http_bytes_sent: u64,
+    #[serde(default)]
+    pub http_bytes_received: u64,
 }
 
 /// Top-level nodes by status.
@@ -417,6 +428,14 @@ impl RunMetrics {
                     let sum = item_secs.entry(node.clone()).or_default();
                     sum.0 += secs;
                     sum.1 += 1.0;
+                }
+                // Counted over the whole run (per request: the trace).
+                EventKind::PluginHttp { request, .. } => {
+                    let t = &mut m.totals;
+                    t.http_requests += 1;
+                    t.http_refused += u64::from(request.refused);
+                    t.http_bytes_sent += request.request_bytes;
+                    t.http_bytes_received += request.response_bytes;
                 }
                 EventKind::MapProgress { .. }
                 | EventKind::Provider { .. }

@@ -181,6 +181,18 @@ pub fn summary(m: &RunMetrics) -> String {
             count_text(t.plugin_fuel)
         );
     }
+    if t.http_requests > 0 {
+        let mut line = format!(
+            "plugin HTTP requests: {} ({} sent, {} received",
+            count_text(t.http_requests),
+            bytes_text(t.http_bytes_sent),
+            bytes_text(t.http_bytes_received)
+        );
+        if t.http_refused > 0 {
+            let _ = write!(line, ", {} refused by the host", count_text(t.http_refused));
+        }
+        let _ = writeln!(s, "{line})");
+    }
     let rate = m
         .cache_hit_rate
         .map_or("-".into(), |r| format!("{:.0}%", r * 100.0));

@@ -10,6 +10,9 @@
 //!   inside the span of the node (or map item) that made the call, on its
 //!   track: a wait noted at `t` that took `w` is `[t−w, t]`, a retry noted
 //!   at `t` with delay `d` is `[t, t+d]` (clamped to the node's span);
+//! - a plugin's outbound HTTP request is a complete event `[t−d, t]` (it
+//!   ended at `t` after `d`) nested the same way, with method, URL, status,
+//!   bytes and any error or refusal;
 //! - fallbacks to another model and loop passes are instant events;
 //! - metadata events name the process and every track.
 
@@ -58,6 +61,7 @@ pub fn chrome_trace(events: &[Event]) -> Value {
     let mut by_path: HashMap<String, Vec<usize>> = HashMap::new();
     let mut items: HashMap<(String, usize), Vec<usize>> = HashMap::new();
     let mut notes: Vec<Note> = Vec::new();
+    let mut http: Vec<(String, i64, crate::plugins::outbound::HttpRequestRecord)> = Vec::new();
     let mut instants: Vec<Value> = Vec::new();
     let mut other = Map::new();
     let mut last = 0i64;
@@ -185,6 +189,9 @@ pub fn chrome_trace(events: &[Event]) -> Value {
                     tid: 0,
                 });
             }
+            EventKind::PluginHttp { node, request } => {
+                http.push((node.clone(), at, request.clone()));
+            }
             EventKind::Provider { node, note } => notes.push(Note {
                 node: node.clone(),
                 at,
@@ -305,6 +312,47 @@ pub fn chrome_trace(events: &[Event]) -> Value {
             json!({
                 "name": name,
                 "cat": "provider",
+                "ph": "X",
+                "ts": start,
+                "dur": end - start,
+                "pid": 1,
+                "tid": parent.tid,
+                "args": args,
+            }),
+        ));
+    }
+    for (node, at, r) in &http {
+        let Some(parent) = parent_span(&spans, &by_path, &items, node, *at) else {
+            continue;
+        };
+        let (ps, pe) = (parent.start, parent.end.unwrap_or(parent.start));
+        let d = us(Duration::from_secs_f64(r.secs.max(0.0)));
+        let start = at.saturating_sub(d).clamp(ps, pe);
+        let end = (*at).clamp(start, pe);
+        let mut args = Map::new();
+        args.insert("node".into(), json!(node));
+        args.insert("plugin".into(), json!(r.plugin));
+        args.insert("url".into(), json!(r.url));
+        args.insert("status".into(), json!(r.status));
+        args.insert("request_bytes".into(), json!(r.request_bytes));
+        args.insert("response_bytes".into(), json!(r.response_bytes));
+        if r.refused {
+            args.insert("refused".into(), json!(true));
+        }
+        if let Some(e) = &r.error {
+            args.insert("error".into(), json!(e));
+        }
+        let what = match (r.refused, r.status) {
+            (true, _) => "refused".to_string(),
+            (false, Some(s)) => s.to_string(),
+            (false, None) => "failed".to_string(),
+        };
+        timed.push((
+            start,
+            end - start,
+            json!({
+                "name": format!("http {} {} ({what})", r.method, r.url),
+                "cat": "http",
                 "ph": "X",
                 "ts": start,
                 "dur": end - start,

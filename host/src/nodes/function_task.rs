@@ -51,6 +51,13 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
             total.get_or_insert_with(Default::default).add(&u);
         }
     });
+    let (run, path) = (ctx.run.clone(), ctx.path.clone());
+    let on_http = Arc::new(move |request| {
+        run.emit(EventKind::PluginHttp {
+            node: path.clone(),
+            request,
+        });
+    });
     let call = CallContext {
         out_dir: ctx.run.out_dir.clone(),
         read_grants: ctx.run.read_grants.clone(),
@@ -59,6 +66,8 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
         on_progress: Some(on_progress),
         on_usage: Some(on_usage),
         caps: ctx.run.plugin_caps,
+        on_http: Some(on_http),
+        policy: ctx.run.services.plugin_policy.clone(),
     };
     // Pure functions are cached by default; others when the node says so.
     let info = f.info();

@@ -8,9 +8,15 @@
 
 use super::error::PluginError;
 use super::limits::{LimitOverrides, PluginLimits};
-use super::registry::{CallContext, CallError, Function, FunctionInfo, FunctionRegistry, Scope};
-use super::runtime::{content_hash, LoadedComponent, PluginRuntime, ProgressFn, RuntimeSettings};
+use super::outbound::{AllowList, HttpPolicy};
+use super::registry::{
+    CallContext, CallError, Function, FunctionInfo, FunctionRegistry, RunPluginPolicy, Scope,
+};
+use super::runtime::{
+    content_hash, CallSettings, LoadedComponent, PluginRuntime, RuntimeSettings,
+};
 use super::sandbox::Grant;
+use crate::providers::keys::Keys;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -29,7 +35,8 @@ pub struct PluginSettings {
     pub max_instances: u32,
     /// Limits of every call unless overridden.
     pub limits: PluginLimits,
-    /// Per-plugin (file stem) limit overrides.
+    /// Per-plugin (file stem) limit overrides and grants (`allowed_hosts`,
+    /// `secrets`, `env`).
     pub overrides: BTreeMap<String, LimitOverrides>,
     /// Folders every call may use, besides the run's own output folder
     /// (read-write) and the folders of `file` inputs (read-only).
@@ -52,16 +59,55 @@ impl Default for PluginSettings {
     }
 }
 
+impl PluginSettings {
+    /// Makes relative paths relative to `dir` (the config file's folder).
+    pub fn resolve_relative_to(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        self.paths.iter_mut().for_each(fix);
+        fix(&mut self.cache_dir);
+        self.grants.iter_mut().for_each(|g| fix(&mut g.path));
+        if let Some(p) = self.profile_dir.as_mut() {
+            fix(p);
+        }
+    }
+
+    /// Values that parse but cannot work (an `allowed_hosts` entry that is
+    /// not an origin), named with their table.
+    pub fn check(&self) -> Result<(), String> {
+        for (plugin, o) in &self.overrides {
+            if let Some(hosts) = &o.allowed_hosts {
+                AllowList::parse(hosts).map_err(|e| format!("[plugins.overrides.{plugin}] {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The plugin runtime of a process, made on first use.
 pub struct PluginHost {
     settings: PluginSettings,
+    /// Where granted secrets are read from.
+    secrets: Keys,
     runtime: OnceLock<Result<Arc<PluginRuntime>, String>>,
 }
 
 impl PluginHost {
+    /// A host whose plugins' secrets come from the environment or a `.env`
+    /// file in the working directory.
     pub fn new(settings: PluginSettings) -> Arc<PluginHost> {
+        PluginHost::with_secrets(settings, Keys::load(&[Path::new(".")]))
+    }
+
+    /// A host whose plugins' secrets come from `secrets` (the run's keys:
+    /// environment, `.env` in the working directory or the recipe's).
+    pub fn with_secrets(settings: PluginSettings, secrets: Keys) -> Arc<PluginHost> {
         Arc::new(PluginHost {
             settings,
+            secrets,
             runtime: OnceLock::new(),
         })
     }
@@ -108,6 +154,87 @@ impl PluginHost {
             None => self.settings.limits.clone(),
         }
     }
+
+    /// The override table of `plugin` in effect for a run: the run's own
+    /// (a tenant's), key by key, over the process config's.
+    fn override_for(&self, plugin: &str, run: Option<&RunPluginPolicy>) -> LimitOverrides {
+        let base = self.settings.overrides.get(plugin).cloned().unwrap_or_default();
+        match run.and_then(|r| r.overrides.get(plugin)) {
+            Some(top) => top.over(&base),
+            None => base,
+        }
+    }
+
+    fn secrets_for<'a>(&'a self, run: Option<&'a RunPluginPolicy>) -> &'a Keys {
+        run.and_then(|r| r.secrets.as_ref()).unwrap_or(&self.secrets)
+    }
+
+    /// The granted secrets of `plugin` that are not set (checked before a
+    /// run starts).
+    pub fn missing_secrets(&self, plugin: &str, run: Option<&RunPluginPolicy>) -> Vec<String> {
+        let keys = self.secrets_for(run);
+        self.override_for(plugin, run)
+            .secrets
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| keys.get(name).is_none())
+            .collect()
+    }
+
+    /// The per-call settings of `plugin`: limits, the environment it sees
+    /// (its secrets and `env`, nothing else) and its HTTP policy, from
+    /// config and the run's own overrides. Folders are added by the caller.
+    pub fn call_settings(
+        &self,
+        plugin: &str,
+        run: Option<&RunPluginPolicy>,
+    ) -> Result<CallSettings, PluginError> {
+        let o = self.override_for(plugin, run);
+        let limits = self.settings.limits.with(&o);
+        let allowed = AllowList::parse(o.allowed_hosts.as_deref().unwrap_or_default()).map_err(
+            |e| PluginError::Sandbox {
+                plugin: plugin.to_string(),
+                message: format!("[plugins.overrides.{plugin}] {e}"),
+            },
+        )?;
+        let keys = self.secrets_for(run);
+        let mut env = Vec::new();
+        let mut missing = Vec::new();
+        for name in o.secrets.iter().flatten() {
+            match keys.get(name) {
+                Some(value) => env.push((name.clone(), value)),
+                None => missing.push(name.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(PluginError::MissingSecrets {
+                plugin: plugin.to_string(),
+                missing,
+            });
+        }
+        for (name, value) in o.env.iter().flatten() {
+            if !env.iter().any(|(n, _)| n == name) {
+                env.push((name.clone(), value.clone()));
+            }
+        }
+        let http = HttpPolicy {
+            plugin: plugin.to_string(),
+            allowed,
+            allow_private_addresses: o.allow_private_addresses.unwrap_or(false),
+            max_requests: limits.max_http_requests,
+            max_request_bytes: limits.max_http_request_bytes,
+            max_response_bytes: limits.max_http_response_bytes,
+            request_timeout: std::time::Duration::from_millis(limits.http_timeout_ms),
+        };
+        Ok(CallSettings {
+            limits,
+            grants: Vec::new(),
+            env,
+            http: Some(http),
+            progress: None,
+            on_http: None,
+        })
+    }
 }
 
 /// One `.wasm` file; its compiled code loads on first use.
@@ -120,6 +247,11 @@ pub struct WasmPlugin {
 }
 
 impl WasmPlugin {
+    /// The limits its calls run under (from config).
+    pub fn limits(&self) -> PluginLimits {
+        self.host.limits_for(&self.name)
+    }
+
     pub async fn loaded(&self) -> Result<Arc<LoadedComponent>, PluginError> {
         self.loaded
             .get_or_try_init(|| async {
@@ -169,6 +301,10 @@ impl Function for WasmFunction {
         Some(self.plugin.host.limits_for(&self.plugin.name).memory_bytes)
     }
 
+    fn missing_secrets(&self, run: Option<&RunPluginPolicy>) -> Vec<String> {
+        self.plugin.host.missing_secrets(&self.plugin.name, run)
+    }
+
     async fn call(
         &self,
         input: serde_json::Value,
@@ -195,13 +331,15 @@ impl Function for WasmFunction {
         grants.extend(plugin.host.settings.grants.iter().cloned());
         let input = serde_json::to_string(&input)
             .map_err(|e| CallError::Message(format!("cannot encode input: {e}")))?;
-        let limits = plugin
+        let mut settings = plugin
             .host
-            .limits_for(&plugin.name)
-            .capped(ctx.caps.as_ref());
-        let progress: Option<ProgressFn> = ctx.on_progress.clone();
+            .call_settings(&plugin.name, ctx.policy.as_deref())?;
+        settings.grants = grants;
+        settings.progress = ctx.on_progress.clone();
+        settings.on_http = ctx.on_http.clone();
+        settings.limits = settings.limits.capped(ctx.caps.as_ref());
         let outcome = runtime
-            .call(&loaded, &self.info.name, &input, &limits, &grants, progress)
+            .call_with(&loaded, &self.info.name, &input, &settings)
             .await?;
         if let Some(usage) = &ctx.on_usage {
             usage(crate::engine::events::PluginUsage {
@@ -222,6 +360,38 @@ impl Function for WasmFunction {
         }
         Ok(outcome.output)
     }
+}
+
+/// The granted secrets that the functions `recipe` calls need and that are
+/// not set, one line per variable naming the functions (for the checks
+/// before a run).
+pub fn missing_secrets(
+    registry: &FunctionRegistry,
+    recipe: &crate::recipe::model::Recipe,
+    policy: Option<&RunPluginPolicy>,
+) -> Vec<String> {
+    let mut by_var: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (_, name) in recipe.functions() {
+        let Some((_, f)) = registry.get(&name) else {
+            continue;
+        };
+        for var in f.missing_secrets(policy) {
+            let users = by_var.entry(var).or_default();
+            if !users.contains(&name) {
+                users.push(name.clone());
+            }
+        }
+    }
+    by_var
+        .into_iter()
+        .map(|(var, users)| {
+            let users: Vec<String> = users.iter().map(|u| format!("`{u}`")).collect();
+            format!(
+                "`{var}` is not set; it is a secret granted to function {} (`secrets` in `[plugins.overrides]`); set it in the environment or a .env file",
+                users.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Lists the components of the configured plugin paths.
@@ -258,12 +428,17 @@ pub async fn register_project_plugins(
     registry: &mut FunctionRegistry,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut seen: HashMap<String, (PathBuf, String)> = HashMap::new();
     for file in component_files(&host.settings, &mut warnings) {
         match describe_file(host, &file).await {
             Ok((plugin, functions)) => {
                 for info in functions {
-                    if let Some(first) = seen.get(&info.name) {
+                    if let Some((first, hash)) = seen.get(&info.name) {
+                        // The same component installed in two folders of
+                        // the search path is not a conflict.
+                        if *hash == plugin.hash {
+                            continue;
+                        }
                         warnings.push(format!(
                             "function `{}` is offered by `{}` and `{}`; the first is used",
                             info.name,
@@ -272,7 +447,7 @@ pub async fn register_project_plugins(
                         ));
                         continue;
                     }
-                    seen.insert(info.name.clone(), file.clone());
+                    seen.insert(info.name.clone(), (file.clone(), plugin.hash.clone()));
                     let function = Arc::new(WasmFunction {
                         plugin: plugin.clone(),
                         info,

@@ -60,4 +60,24 @@ pub enum PluginError {
     },
     #[error("plugin `{plugin}`: cannot prepare the sandbox: {message}")]
     Sandbox { plugin: String, message: String },
+    /// The host refused or cut one of the call's HTTP requests and the call
+    /// then failed; `detail` is what the plugin reported.
+    #[error("plugin `{plugin}`, function `{function}`: request to `{url}` refused: {problem} (the plugin reported: {detail})")]
+    Outbound {
+        plugin: String,
+        function: String,
+        url: String,
+        problem: crate::plugins::outbound::OutboundProblem,
+        detail: String,
+    },
+    /// Secrets the plugin is granted but that are not set.
+    #[error("plugin `{plugin}`: {} not set; granted by its `secrets`, set in the environment or a .env file", names(.missing))]
+    MissingSecrets { plugin: String, missing: Vec<String> },
+}
+
+fn names(vars: &[String]) -> String {
+    vars.iter()
+        .map(|v| format!("`{v}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

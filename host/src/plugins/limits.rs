@@ -1,6 +1,7 @@
 //! Per-call limits, as data: defaults in `composer.toml` under
 //! `[plugins.limits]`, per-plugin overrides under
-//! `[plugins.overrides.<plugin>]`, and the resource limiter that enforces
+//! `[plugins.overrides.<plugin>]` (which also hold the plugin's network and
+//! secret grants), and the resource limiter that enforces
 //! memory and table limits while recording the peak.
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,19 @@ pub struct PluginLimits {
     /// Captured stdout, stderr and log text per call; more is dropped (and
     /// the drop is reported).
     pub max_log_bytes: u64,
+    /// Outbound HTTP requests one call may make (retries and redirects
+    /// count): a plugin stuck in a retry loop is stopped long before the
+    /// call's deadline, and a fan-out cannot flood a host.
+    pub max_http_requests: u64,
+    /// Body of one outbound request (a JSON request to a web API is a few
+    /// KB; an upload of a document may be a few MB).
+    pub max_http_request_bytes: u64,
+    /// Body of one outbound response. The bytes pass through the guest's
+    /// linear memory, so this stays well below `memory_bytes`.
+    pub max_http_response_bytes: u64,
+    /// Time for one outbound request, connection to last body byte; it
+    /// never extends past the call's own deadline (`timeout_ms`).
+    pub http_timeout_ms: u64,
 }
 
 impl Default for PluginLimits {
@@ -66,11 +80,17 @@ impl Default for PluginLimits {
             timeout_ms: 30_000,
             max_output_bytes: 16 * 1024 * 1024,
             max_log_bytes: 64 * 1024,
+            max_http_requests: 100,
+            max_http_request_bytes: 4 * 1024 * 1024,
+            max_http_response_bytes: 16 * 1024 * 1024,
+            http_timeout_ms: 20_000,
         }
     }
 }
 
-/// An override of some limits for one plugin.
+/// `[plugins.overrides.<plugin>]`: some limits of one plugin, and what it
+/// may reach and read (nothing unless granted here). One flat table, so the
+/// keys read as the README shows them and unknown keys are still reported.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LimitOverrides {
@@ -81,6 +101,53 @@ pub struct LimitOverrides {
     pub timeout_ms: Option<u64>,
     pub max_output_bytes: Option<u64>,
     pub max_log_bytes: Option<u64>,
+    pub max_http_requests: Option<u64>,
+    pub max_http_request_bytes: Option<u64>,
+    pub max_http_response_bytes: Option<u64>,
+    pub http_timeout_ms: Option<u64>,
+    /// Origins the plugin may send HTTP requests to: `scheme://host[:port]`,
+    /// `*` for any scheme, host or port, `*.example.com` for subdomains
+    /// (see `outbound::AllowList`). None or empty: no network at all.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Let allowed names resolve to loopback and private addresses (an
+    /// intranet service). An entry that is itself such an address or
+    /// `localhost` needs no such switch: naming it is the explicit grant.
+    pub allow_private_addresses: Option<bool>,
+    /// Environment variables the plugin gets, read from the process
+    /// environment or a `.env` file; a missing one stops the run before it
+    /// starts. The plugin sees no other variable.
+    pub secrets: Option<Vec<String>>,
+    /// Plain (non-secret) variables given to the plugin, e.g. an API's base
+    /// URL.
+    pub env: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The per-plugin override table under its usual name.
+pub type PluginOverride = LimitOverrides;
+
+impl LimitOverrides {
+    /// These overrides, key by key, over `base`'s.
+    pub fn over(&self, base: &LimitOverrides) -> LimitOverrides {
+        LimitOverrides {
+            fuel: self.fuel.or(base.fuel),
+            memory_bytes: self.memory_bytes.or(base.memory_bytes),
+            table_elements: self.table_elements.or(base.table_elements),
+            instances: self.instances.or(base.instances),
+            timeout_ms: self.timeout_ms.or(base.timeout_ms),
+            max_output_bytes: self.max_output_bytes.or(base.max_output_bytes),
+            max_log_bytes: self.max_log_bytes.or(base.max_log_bytes),
+            max_http_requests: self.max_http_requests.or(base.max_http_requests),
+            max_http_request_bytes: self.max_http_request_bytes.or(base.max_http_request_bytes),
+            max_http_response_bytes: self
+                .max_http_response_bytes
+                .or(base.max_http_response_bytes),
+            http_timeout_ms: self.http_timeout_ms.or(base.http_timeout_ms),
+            allowed_hosts: self.allowed_hosts.clone().or_else(|| base.allowed_hosts.clone()),
+            allow_private_addresses: self.allow_private_addresses.or(base.allow_private_addresses),
+            secrets: self.secrets.clone().or_else(|| base.secrets.clone()),
+            env: self.env.clone().or_else(|| base.env.clone()),
+        }
+    }
 }
 
 impl PluginLimits {
@@ -93,6 +160,14 @@ impl PluginLimits {
             timeout_ms: o.timeout_ms.unwrap_or(self.timeout_ms),
             max_output_bytes: o.max_output_bytes.unwrap_or(self.max_output_bytes),
             max_log_bytes: o.max_log_bytes.unwrap_or(self.max_log_bytes),
+            max_http_requests: o.max_http_requests.unwrap_or(self.max_http_requests),
+            max_http_request_bytes: o
+                .max_http_request_bytes
+                .unwrap_or(self.max_http_request_bytes),
+            max_http_response_bytes: o
+                .max_http_response_bytes
+                .unwrap_or(self.max_http_response_bytes),
+            http_timeout_ms: o.http_timeout_ms.unwrap_or(self.http_timeout_ms),
         }
     }
 }

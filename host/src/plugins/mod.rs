@@ -4,19 +4,26 @@
 //! - `bindings`: the one `bindgen!` of `plugin-sdk/wit`;
 //! - `runtime`: engine, compiled-code cache, fresh instance per call;
 //! - `limits`: fuel, memory, tables, instances, time, output size;
-//! - `sandbox`: WASI with no ambient authority, granted folders only;
+//! - `sandbox`: WASI with no ambient authority, granted folders and
+//!   variables only;
+//! - `outbound`: HTTP requests to granted hosts only, capped and timed;
+//! - `discovery`: where plugins are looked for;
 //! - `catalog`: plugin folders → registered functions (lazily);
 //! - `registry`: names → functions, by scope.
 
 pub mod bindings;
 pub mod catalog;
 pub mod error;
+pub mod discovery;
 pub mod limits;
+pub mod outbound;
 pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 
 pub use error::PluginError;
 pub use limits::{LimitOverrides, PluginLimits};
-pub use registry::{CallContext, CallError, Function, FunctionInfo, FunctionRegistry, Scope};
+pub use registry::{
+    CallContext, CallError, Function, FunctionInfo, FunctionRegistry, RunPluginPolicy, Scope,
+};
 pub use sandbox::Grant;

@@ -59,6 +59,23 @@ pub struct CallContext {
     pub on_usage: Option<Arc<dyn Fn(crate::engine::events::PluginUsage) + Send + Sync>>,
     /// A tenant's caps over the configured limits (never raising them).
     pub caps: Option<crate::plugins::limits::LimitCaps>,
+    /// Told of each outbound HTTP request a plugin call made, when it ends.
+    pub on_http: Option<crate::plugins::outbound::HttpObserver>,
+    /// The run's own plugin grants (hosted mode: the tenant's), over the
+    /// process config's; None: the config's alone.
+    pub policy: Option<Arc<RunPluginPolicy>>,
+}
+
+/// What a run's plugins may reach and read when the run brings its own
+/// grants (a tenant's config in hosted mode) instead of the process's.
+#[derive(Debug, Clone, Default)]
+pub struct RunPluginPolicy {
+    /// `[plugins.overrides]` by plugin; each key given replaces the process
+    /// config's (so a tenant's `allowed_hosts` is the whole list). The
+    /// server is expected to clamp limits it does not let tenants raise.
+    pub overrides: BTreeMap<String, crate::plugins::LimitOverrides>,
+    /// Where the run's secrets come from (None: the process's).
+    pub secrets: Option<crate::providers::keys::Keys>,
 }
 
 /// Why a function call failed.
@@ -86,6 +103,11 @@ pub trait Function: Send + Sync {
     /// host functions), which sizes `max_concurrency: auto` maps.
     fn memory_limit(&self) -> Option<u64> {
         None
+    }
+    /// Secrets the function is granted that are not set (reported before a
+    /// run starts, like missing provider keys).
+    fn missing_secrets(&self, _run: Option<&RunPluginPolicy>) -> Vec<String> {
+        Vec::new()
     }
     /// Calls the function with the node's resolved inputs as one JSON object.
     async fn call(

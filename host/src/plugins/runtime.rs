@@ -11,6 +11,10 @@
 use super::bindings::{FunctionInfo, Level, Plugin, PluginPre};
 use super::error::PluginError;
 use super::limits::{CallLimiter, LimitHit, PluginLimits};
+use super::outbound::{
+    AllowList, HttpObserver, HttpPolicy, HttpRequestRecord, OutboundHooks, OutboundLog,
+    OutboundProblem,
+};
 use super::sandbox::{self, Capture, Grant};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -22,6 +26,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// How often the epoch advances: the granularity of wall-clock deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -59,14 +64,60 @@ pub struct CallOutcome {
     pub logs: Vec<LogLine>,
     pub stdout: String,
     pub stderr: String,
+    /// The outbound HTTP requests it made.
+    pub http_requests: Vec<HttpRequestRecord>,
+    /// The last request the host refused or cut (its URL), and why.
+    pub http_problem: Option<(String, OutboundProblem)>,
 }
 
 /// Progress reports from a call (`done`, `total`).
 pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
+/// Everything one call may use besides its input: the per-call plugin
+/// settings. `PluginHost::call_settings` computes them from config (and, in
+/// hosted mode, from the run's own overrides).
+#[derive(Clone, Default)]
+pub struct CallSettings {
+    pub limits: PluginLimits,
+    /// Folders, at the same path inside as outside.
+    pub grants: Vec<Grant>,
+    /// The variables the guest sees (its `secrets` and `env`), and no other.
+    pub env: Vec<(String, String)>,
+    /// Where its HTTP requests may go; None: nowhere.
+    pub http: Option<HttpPolicy>,
+    pub progress: Option<ProgressFn>,
+    /// Told of each outbound request when it ends.
+    pub on_http: Option<HttpObserver>,
+}
+
+impl CallSettings {
+    /// Only these limits: no folder, variable or host.
+    pub fn with_limits(limits: &PluginLimits) -> CallSettings {
+        CallSettings {
+            limits: limits.clone(),
+            ..CallSettings::default()
+        }
+    }
+
+    /// The HTTP policy, or one that allows nothing.
+    fn http_policy(&self, plugin: &str) -> HttpPolicy {
+        self.http.clone().unwrap_or_else(|| HttpPolicy {
+            plugin: plugin.to_string(),
+            allowed: AllowList::default(),
+            allow_private_addresses: false,
+            max_requests: self.limits.max_http_requests,
+            max_request_bytes: self.limits.max_http_request_bytes,
+            max_response_bytes: self.limits.max_http_response_bytes,
+            request_timeout: Duration::from_millis(self.limits.http_timeout_ms),
+        })
+    }
+}
+
 /// Per-store data: WASI, the limiter, captured logs.
 pub struct PluginState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: OutboundHooks,
     table: ResourceTable,
     limiter: CallLimiter,
     logs: Vec<LogLine>,
@@ -83,6 +134,16 @@ impl WasiView for PluginState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -168,6 +229,10 @@ impl PluginRuntime {
         let mut linker: Linker<PluginState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| format!("cannot link WASI: {e}"))?;
+        // Outbound HTTP only (a plugin serves no requests); every request
+        // passes the call's policy (`outbound`).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| format!("cannot link WASI HTTP: {e}"))?;
         Plugin::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| format!("cannot link the host interface: {e}"))?;
 
@@ -270,15 +335,17 @@ impl PluginRuntime {
         loaded: &LoadedComponent,
         limits: &PluginLimits,
     ) -> Result<Vec<FunctionInfo>, PluginError> {
+        let settings = CallSettings::with_limits(limits);
         let (result, _) = self
-            .with_instance(loaded, "describe", limits, &[], None, |plugin, store| {
+            .with_instance(loaded, "describe", &settings, |plugin, store| {
                 Box::pin(async move { plugin.call_describe(store).await })
             })
             .await?;
         Ok(result)
     }
 
-    /// Calls `function` with `input` (JSON text) in a fresh instance.
+    /// Calls `function` with `input` (JSON text) in a fresh instance, with
+    /// these limits and folders and no variable or host.
     pub async fn call(
         &self,
         loaded: &LoadedComponent,
@@ -288,24 +355,45 @@ impl PluginRuntime {
         grants: &[Grant],
         progress: Option<ProgressFn>,
     ) -> Result<CallOutcome, PluginError> {
+        let settings = CallSettings {
+            grants: grants.to_vec(),
+            progress,
+            ..CallSettings::with_limits(limits)
+        };
+        self.call_with(loaded, function, input, &settings).await
+    }
+
+    /// Calls `function` with `input` (JSON text) in a fresh instance.
+    pub async fn call_with(
+        &self,
+        loaded: &LoadedComponent,
+        function: &str,
+        input: &str,
+        settings: &CallSettings,
+    ) -> Result<CallOutcome, PluginError> {
+        let limits = &settings.limits;
         let fname = function.to_string();
         let input = input.to_string();
         let (result, mut outcome) = self
-            .with_instance(
-                loaded,
-                function,
-                limits,
-                grants,
-                progress,
-                move |plugin, store| {
-                    Box::pin(async move { plugin.call_call(store, &fname, &input).await })
-                },
-            )
+            .with_instance(loaded, function, settings, move |plugin, store| {
+                Box::pin(async move { plugin.call_call(store, &fname, &input).await })
+            })
             .await?;
-        let text = result.map_err(|message| PluginError::Failed {
-            plugin: loaded.name.clone(),
-            function: function.to_string(),
-            message,
+        let text = result.map_err(|message| match outcome.http_problem.take() {
+            // The guest failed after the host refused one of its requests:
+            // say what the host did, whatever the guest made of it.
+            Some((url, problem)) => PluginError::Outbound {
+                plugin: loaded.name.clone(),
+                function: function.to_string(),
+                url,
+                problem,
+                detail: message,
+            },
+            None => PluginError::Failed {
+                plugin: loaded.name.clone(),
+                function: function.to_string(),
+                message,
+            },
         })?;
         if text.len() as u64 > limits.max_output_bytes {
             return Err(PluginError::OutputTooLarge {
@@ -329,9 +417,7 @@ impl PluginRuntime {
         &self,
         loaded: &LoadedComponent,
         function: &str,
-        limits: &PluginLimits,
-        grants: &[Grant],
-        progress: Option<ProgressFn>,
+        settings: &CallSettings,
         f: impl for<'a> FnOnce(
                 &'a Plugin,
                 &'a mut Store<PluginState>,
@@ -343,7 +429,8 @@ impl PluginRuntime {
             plugin: loaded.name.clone(),
             message: "the plugin runtime is shutting down".into(),
         })?;
-        let (mut store, stdout, stderr) = self.new_store(loaded, limits, grants, progress)?;
+        let limits = &settings.limits;
+        let (mut store, stdout, stderr, outbound) = self.new_store(loaded, settings)?;
         let timeout = Duration::from_millis(limits.timeout_ms);
         let run = async {
             let plugin = loaded.pre.instantiate_async(&mut store).await?;
@@ -378,9 +465,12 @@ impl PluginRuntime {
                 ));
             }
         }
+        let mut state = store.into_data();
+        // Ends the requests whose bodies the guest left unread.
+        drop(std::mem::replace(&mut state.table, ResourceTable::new()));
+        let http_requests = outbound.records();
         match result {
             Ok(value) => {
-                let state = store.into_data();
                 let mut logs = state.logs;
                 if state.logs_dropped > 0 {
                     logs.push(LogLine {
@@ -400,10 +490,26 @@ impl PluginRuntime {
                         logs,
                         stdout: stdout_text,
                         stderr: stderr_text,
+                        http_requests,
+                        http_problem: outbound.problem(),
                     },
                 ))
             }
-            Err(e) => Err(classify(e, &loaded.name, function, limits, &stderr_text)),
+            Err(e) => {
+                let error = classify(e, &loaded.name, function, limits, &stderr_text);
+                match (outbound.problem(), &error) {
+                    (Some((url, problem)), PluginError::Trapped { reason, .. }) => {
+                        Err(PluginError::Outbound {
+                            plugin: loaded.name.clone(),
+                            function: function.to_string(),
+                            url,
+                            problem,
+                            detail: reason.clone(),
+                        })
+                    }
+                    _ => Err(error),
+                }
+            }
         }
     }
 
@@ -427,21 +533,28 @@ impl PluginRuntime {
     fn new_store(
         &self,
         loaded: &LoadedComponent,
-        limits: &PluginLimits,
-        grants: &[Grant],
-        progress: Option<ProgressFn>,
-    ) -> Result<(Store<PluginState>, Capture, Capture), PluginError> {
+        settings: &CallSettings,
+    ) -> Result<(Store<PluginState>, Capture, Capture, OutboundLog), PluginError> {
+        let limits = &settings.limits;
         let cap = usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX);
         let stdout = Capture::new(cap);
         let stderr = Capture::new(cap);
-        let wasi = sandbox::wasi_context(grants, &stdout, &stderr).map_err(|message| {
-            PluginError::Sandbox {
+        let wasi = sandbox::wasi_context(&settings.grants, &settings.env, &stdout, &stderr)
+            .map_err(|message| PluginError::Sandbox {
                 plugin: loaded.name.clone(),
                 message,
-            }
-        })?;
+            })?;
+        let deadline = std::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
+        let (hooks, outbound) = OutboundHooks::new(
+            settings.http_policy(&loaded.name),
+            deadline,
+            settings.on_http.clone(),
+        );
+        let progress = settings.progress.clone();
         let state = PluginState {
             wasi,
+            http: WasiHttpCtx::new(),
+            outbound: hooks,
             table: ResourceTable::new(),
             limiter: CallLimiter::new(limits),
             logs: Vec::new(),
@@ -491,7 +604,7 @@ impl PluginRuntime {
             store.set_epoch_deadline(ticks);
             store.epoch_deadline_trap();
         }
-        Ok((store, stdout, stderr))
+        Ok((store, stdout, stderr, outbound))
     }
 
     /// An instance kept for several calls, which then share its state. Nodes
@@ -502,7 +615,7 @@ impl PluginRuntime {
         loaded: &LoadedComponent,
         limits: &PluginLimits,
     ) -> Result<OpenInstance, PluginError> {
-        let (mut store, _, _) = self.new_store(loaded, limits, &[], None)?;
+        let (mut store, _, _, _) = self.new_store(loaded, &CallSettings::with_limits(limits))?;
         let plugin = loaded
             .pre
             .instantiate_async(&mut store)

@@ -1,5 +1,6 @@
-//! The WASI context of one call: no ambient authority. An empty
-//! environment, no arguments, no sockets or name lookups, stdin empty,
+//! The WASI context of one call: no ambient authority. No environment but
+//! the variables granted to the plugin (its `secrets` and `env`), no
+//! arguments, no sockets or name lookups, stdin empty,
 //! stdout and stderr captured with a size cap, and no filesystem except the
 //! granted folders. A folder is granted at the same path inside as outside,
 //! so a path in a JSON value means the same thing on both sides; the grants
@@ -95,13 +96,18 @@ impl AsyncWrite for Capture {
     }
 }
 
-/// Builds the WASI context for one call.
+/// Builds the WASI context for one call. (Sockets stay closed: outbound
+/// HTTP goes through `wasi:http` and its policy, `outbound`.)
 pub fn wasi_context(
     grants: &[Grant],
+    env: &[(String, String)],
     stdout: &Capture,
     stderr: &Capture,
 ) -> Result<WasiCtx, String> {
     let mut b = WasiCtxBuilder::new();
+    for (key, value) in env {
+        b.env(key, value);
+    }
     b.stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_tcp(false)

@@ -58,6 +58,11 @@ pub struct TenantSettings {
     /// Providers and endpoints the tenant's recipes may call (None: all).
     pub endpoints: Option<Vec<String>>,
     pub quotas: Quotas,
+    /// `[tenants.plugin_overrides.NAME]`: what this tenant's plugins may
+    /// reach (`allowed_hosts`), which secrets they get, their limits (still
+    /// under the quotas' caps); each key given replaces the process
+    /// config's `[plugins.overrides.NAME]` key for this tenant's runs.
+    pub plugin_overrides: std::collections::BTreeMap<String, crate::plugins::LimitOverrides>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -504,6 +504,7 @@ async fn start_run(
         cache_mode: crate::cache::CacheMode::Use,
         human: None,
         local_functions: Some(tenant.local_functions()),
+        plugin_policy: tenant.plugin_policy(),
     };
     let services = state.app.services(&recipe, &options).await;
     let mut prepared = runner::prepare(

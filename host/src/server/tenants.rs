@@ -106,6 +106,17 @@ impl Tenant {
         out
     }
 
+    /// The tenant's plugin grants for its runs (None: the process config's).
+    pub fn plugin_policy(&self) -> Option<std::sync::Arc<crate::plugins::RunPluginPolicy>> {
+        if self.settings.plugin_overrides.is_empty() {
+            return None;
+        }
+        Some(std::sync::Arc::new(crate::plugins::RunPluginPolicy {
+            overrides: self.settings.plugin_overrides.clone(),
+            secrets: None,
+        }))
+    }
+
     pub fn local_functions(&self) -> FunctionRegistry {
         self.local.read().map(|r| r.clone()).unwrap_or_default()
     }

@@ -123,6 +123,7 @@ async fn execute(state: Arc<ServerState>, run_id: String, tenant_id: String) {
         cache_mode: crate::cache::CacheMode::Use,
         human: None,
         local_functions: Some(tenant.local_functions()),
+        plugin_policy: tenant.plugin_policy(),
     };
     let status = match state.app.resume(&run_id, options, scope).await {
         Ok(outcome) => outcome.status,
