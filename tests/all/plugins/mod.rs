@@ -13,6 +13,12 @@
 //! under test.
 
 mod cli;
+/// The corpus validates and runs from its own folders after install.
+mod corpus_folder;
+/// A fake of Perplexity's chat-completions API (issue 13).
+mod fake_perplexity;
+/// Outbound HTTP: allowed hosts, refusals, caps, deadlines, secrets.
+mod http;
 mod isolation;
 /// Python and JavaScript plugins: the examples, hostile guests, maps, the
 /// three-language recipe.
@@ -49,6 +55,7 @@ const COMPONENTS: &[&str] = &[
     "combine_audio_files",
     "extract_file_content",
     "markup",
+    "perplexity_search",
     "prepare_agent_configs",
     "prepare_summaries_for_synthesis",
     "split_transcript",
@@ -276,6 +283,8 @@ pub fn call_context(out: &Path) -> (CallContext, Logs) {
         on_progress: None,
         on_usage: None,
         caps: None,
+        on_http: None,
+        policy: None,
     };
     (ctx, logs)
 }
