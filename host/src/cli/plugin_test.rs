@@ -132,6 +132,8 @@ pub async fn run_cases(
         on_progress: None,
         on_usage: None,
         caps: None,
+        on_http: None,
+        policy: None,
     };
     let mut results = Vec::new();
     for (i, case) in cases.iter().enumerate() {
