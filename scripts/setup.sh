@@ -13,4 +13,6 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
-bash scripts/build-plugins.sh >/dev/null
+# --install: the standard plugins go to the user plugin folder, where
+# composer finds them wherever it runs (corpus recipes from their folders).
+bash scripts/build-plugins.sh --install >/dev/null

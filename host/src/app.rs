@@ -86,7 +86,23 @@ impl RecipeSource {
         }
     }
 
-    pub fn load(&self) -> Result<Arc<Recipe>, String> {
+    /// Where a stored run's recipe came from: its spec, or (runs stored
+    /// before specs named their source) its recipe path.
+    pub fn of_record(record: &crate::store::RunRecord) -> Option<RecipeSource> {
+        record
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.get("source"))
+            .and_then(RecipeSource::from_json)
+            .or_else(|| {
+                record
+                    .recipe_path
+                    .as_ref()
+                    .map(|p| RecipeSource::File(p.into()))
+            })
+    }
+
+    pub fn load(&self) -> Result<Arc<Recipe>, crate::recipe::LoadFailure> {
         let loaded = match self {
             RecipeSource::File(p) => crate::recipe::load_file(p),
             RecipeSource::Inline { text, base_dir } => {
@@ -94,13 +110,7 @@ impl RecipeSource {
                 crate::recipe::load_str(text, Format::Yaml, base_dir)
             }
         };
-        loaded.map(|l| l.recipe).map_err(|f| {
-            f.diagnostics
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+        loaded.map(|l| l.recipe)
     }
 }
 
@@ -278,23 +288,20 @@ impl Composer {
             });
         }
         let spec = record.spec.clone().unwrap_or_default();
-        let recipe = spec
-            .get("source")
-            .and_then(RecipeSource::from_json)
-            .or_else(|| {
-                record
-                    .recipe_path
-                    .as_ref()
-                    .map(|p| RecipeSource::File(p.into()))
-            })
+        let recipe = RecipeSource::of_record(&record)
             .ok_or_else(|| ResumeError::Recipe {
                 id: run_id.to_string(),
                 message: "the run store does not say where its recipe is".into(),
             })?
             .load()
-            .map_err(|message| ResumeError::Recipe {
+            .map_err(|f| ResumeError::Recipe {
                 id: run_id.to_string(),
-                message,
+                message: f
+                    .diagnostics
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
             })?;
         if options.model_override.is_none() {
             options.model_override = spec

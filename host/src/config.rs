@@ -55,7 +55,8 @@ impl EngineSettings {
 pub fn load(path: &Path) -> Result<(Settings, Vec<String>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    let (mut settings, warnings) = parse(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
+    let (mut settings, warnings) =
+        parse(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         settings.plugins.resolve_relative_to(dir);
     }
@@ -108,7 +109,10 @@ mod tests {
         assert!(parse("[engine]\nmax_parallel_nodes = \"many\"\n").is_err());
         let bad_host = "[plugins.overrides.p]\nallowed_hosts = [\"api.example.com\"]\n";
         let e = parse(bad_host).err().unwrap_or_default();
-        assert!(e.contains("[plugins.overrides.p]") && e.contains("api.example.com"), "{e}");
+        assert!(
+            e.contains("[plugins.overrides.p]") && e.contains("api.example.com"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -124,7 +128,10 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("secretz"));
         let o = &s.plugins.overrides["perplexity_search"];
-        assert_eq!(o.secrets.as_deref(), Some(&["PERPLEXITY_API_KEY".to_string()][..]));
+        assert_eq!(
+            o.secrets.as_deref(),
+            Some(&["PERPLEXITY_API_KEY".to_string()][..])
+        );
         assert_eq!(o.timeout_ms, Some(5));
         s.plugins.resolve_relative_to(Path::new("/etc/composer"));
         assert_eq!(

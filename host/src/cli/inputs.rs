@@ -1,7 +1,7 @@
 //! `composer inputs RECIPE [--json]`
 
-use crate::recipe::model::{InputType, UserInput};
-use serde_json::{json, Map, Value};
+use crate::recipe::inputs::json_schema;
+use serde_json::Value;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -51,49 +51,4 @@ pub fn run(path: &Path, as_json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// A JSON Schema (draft 2020-12) object describing the inputs.
-pub fn json_schema(title: &str, inputs: &[UserInput]) -> Value {
-    let mut properties = Map::new();
-    let mut required = Vec::new();
-    for input in inputs {
-        let mut prop = match input.input_type {
-            InputType::String | InputType::Text => json!({"type": "string"}),
-            InputType::Int => json!({"type": "integer"}),
-            InputType::Float => json!({"type": "number"}),
-            InputType::Bool => json!({"type": "boolean"}),
-            InputType::File => json!({
-                "anyOf": [
-                    {"type": "string", "format": "path"},
-                    {"type": "array", "items": {"type": "string", "format": "path"}}
-                ]
-            }),
-            InputType::Literal => json!({"enum": input.literal_values.clone().unwrap_or_default()}),
-        };
-        if let Value::Object(p) = &mut prop {
-            p.insert("title".into(), Value::String(input.label.clone()));
-            if let Some(d) = &input.description {
-                p.insert("description".into(), Value::String(d.clone()));
-            }
-            if let Some(d) = &input.default {
-                p.insert("default".into(), d.clone());
-            }
-            if input.input_type == InputType::Text {
-                p.insert("x-composer-multiline".into(), Value::Bool(true));
-            }
-        }
-        if input.required && input.default.is_none() {
-            required.push(Value::String(input.id.clone()));
-        }
-        properties.insert(input.id.clone(), prop);
-    }
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": title,
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": false
-    })
 }

@@ -31,20 +31,24 @@ impl Functions {
         let mut settings = crate::config::discover(None)
             .map(|(s, _)| s.plugins)
             .unwrap_or_default();
-        settings.paths = crate::plugins::discovery::search_path(&settings.paths, Some(&recipe.base_dir));
-        let registry = self.registries.entry(settings.paths.clone()).or_insert_with(|| {
-            let mut registry = FunctionRegistry::default();
-            let host = PluginHost::new(settings);
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                for w in rt.block_on(register_project_plugins(&host, &mut registry)) {
-                    eprintln!("warning: {w}");
+        settings.paths =
+            crate::plugins::discovery::search_path(&settings.paths, Some(&recipe.base_dir));
+        let registry = self
+            .registries
+            .entry(settings.paths.clone())
+            .or_insert_with(|| {
+                let mut registry = FunctionRegistry::default();
+                let host = PluginHost::new(settings);
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    for w in rt.block_on(register_project_plugins(&host, &mut registry)) {
+                        eprintln!("warning: {w}");
+                    }
                 }
-            }
-            registry
-        });
+                registry
+            });
         used.into_iter()
             .filter(|(_, name)| registry.get(name).is_none())
             .map(|(path, name)| {

@@ -12,9 +12,7 @@ use super::outbound::{AllowList, HttpPolicy};
 use super::registry::{
     CallContext, CallError, Function, FunctionInfo, FunctionRegistry, RunPluginPolicy, Scope,
 };
-use super::runtime::{
-    content_hash, CallSettings, LoadedComponent, PluginRuntime, RuntimeSettings,
-};
+use super::runtime::{content_hash, CallSettings, LoadedComponent, PluginRuntime, RuntimeSettings};
 use super::sandbox::Grant;
 use crate::providers::keys::Keys;
 use async_trait::async_trait;
@@ -158,7 +156,12 @@ impl PluginHost {
     /// The override table of `plugin` in effect for a run: the run's own
     /// (a tenant's), key by key, over the process config's.
     fn override_for(&self, plugin: &str, run: Option<&RunPluginPolicy>) -> LimitOverrides {
-        let base = self.settings.overrides.get(plugin).cloned().unwrap_or_default();
+        let base = self
+            .settings
+            .overrides
+            .get(plugin)
+            .cloned()
+            .unwrap_or_default();
         match run.and_then(|r| r.overrides.get(plugin)) {
             Some(top) => top.over(&base),
             None => base,
@@ -166,7 +169,8 @@ impl PluginHost {
     }
 
     fn secrets_for<'a>(&'a self, run: Option<&'a RunPluginPolicy>) -> &'a Keys {
-        run.and_then(|r| r.secrets.as_ref()).unwrap_or(&self.secrets)
+        run.and_then(|r| r.secrets.as_ref())
+            .unwrap_or(&self.secrets)
     }
 
     /// The granted secrets of `plugin` that are not set (checked before a
@@ -191,12 +195,13 @@ impl PluginHost {
     ) -> Result<CallSettings, PluginError> {
         let o = self.override_for(plugin, run);
         let limits = self.settings.limits.with(&o);
-        let allowed = AllowList::parse(o.allowed_hosts.as_deref().unwrap_or_default()).map_err(
-            |e| PluginError::Sandbox {
-                plugin: plugin.to_string(),
-                message: format!("[plugins.overrides.{plugin}] {e}"),
-            },
-        )?;
+        let allowed =
+            AllowList::parse(o.allowed_hosts.as_deref().unwrap_or_default()).map_err(|e| {
+                PluginError::Sandbox {
+                    plugin: plugin.to_string(),
+                    message: format!("[plugins.overrides.{plugin}] {e}"),
+                }
+            })?;
         let keys = self.secrets_for(run);
         let mut env = Vec::new();
         let mut missing = Vec::new();

@@ -72,7 +72,10 @@ pub enum PluginError {
     },
     /// Secrets the plugin is granted but that are not set.
     #[error("plugin `{plugin}`: {} not set; granted by its `secrets`, set in the environment or a .env file", names(.missing))]
-    MissingSecrets { plugin: String, missing: Vec<String> },
+    MissingSecrets {
+        plugin: String,
+        missing: Vec<String>,
+    },
 }
 
 fn names(vars: &[String]) -> String {

@@ -142,8 +142,13 @@ impl LimitOverrides {
                 .max_http_response_bytes
                 .or(base.max_http_response_bytes),
             http_timeout_ms: self.http_timeout_ms.or(base.http_timeout_ms),
-            allowed_hosts: self.allowed_hosts.clone().or_else(|| base.allowed_hosts.clone()),
-            allow_private_addresses: self.allow_private_addresses.or(base.allow_private_addresses),
+            allowed_hosts: self
+                .allowed_hosts
+                .clone()
+                .or_else(|| base.allowed_hosts.clone()),
+            allow_private_addresses: self
+                .allow_private_addresses
+                .or(base.allow_private_addresses),
             secrets: self.secrets.clone().or_else(|| base.secrets.clone()),
             env: self.env.clone().or_else(|| base.env.clone()),
         }

@@ -13,8 +13,8 @@
 
 pub mod bindings;
 pub mod catalog;
-pub mod error;
 pub mod discovery;
+pub mod error;
 pub mod limits;
 pub mod outbound;
 pub mod registry;

@@ -86,9 +86,9 @@ impl AllowedOrigin {
             reason,
         };
         let text = entry.trim();
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| bad("write it as `scheme://host[:port]`, e.g. `https://api.example.com`"))?;
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            bad("write it as `scheme://host[:port]`, e.g. `https://api.example.com`")
+        })?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "*" => None,
             s @ ("http" | "https") => Some(s.to_string()),
@@ -134,7 +134,10 @@ impl AllowedOrigin {
         let port = match port {
             None => PortPattern::Default,
             Some("*") => PortPattern::Any,
-            Some(p) => PortPattern::Port(p.parse().map_err(|_| bad("the port must be a number or `*`"))?),
+            Some(p) => PortPattern::Port(
+                p.parse()
+                    .map_err(|_| bad("the port must be a number or `*`"))?,
+            ),
         };
         Ok(AllowedOrigin { scheme, host, port })
     }
@@ -657,8 +660,8 @@ impl Body for CappedRequest {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                let total = self.sent.fetch_add(data.len() as u64, Ordering::Relaxed)
-                    + data.len() as u64;
+                let total =
+                    self.sent.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
                 if total > self.limit {
                     return Poll::Ready(Some(Err(HttpError::InternalError(Some(
                         OutboundProblem::RequestTooLarge { limit: self.limit }.to_string(),
@@ -763,7 +766,11 @@ mod tests {
 
     #[test]
     fn wildcards_cover_subdomains_schemes_and_ports() {
-        let l = list(&["https://*.example.com", "*://127.0.0.1:*", "http://[::1]:8080"]);
+        let l = list(&[
+            "https://*.example.com",
+            "*://127.0.0.1:*",
+            "http://[::1]:8080",
+        ]);
         assert!(l.matching("https", "a.example.com", 443).is_some());
         assert!(l.matching("https", "a.b.example.com", 443).is_some());
         assert!(l.matching("https", "example.com", 443).is_none());
@@ -819,6 +826,8 @@ mod tests {
         assert!(AllowedOrigin::parse("http://localhost:8080")
             .unwrap()
             .names_address(ip));
-        assert!(!AllowedOrigin::parse("http://*:*").unwrap().names_address(ip));
+        assert!(!AllowedOrigin::parse("http://*:*")
+            .unwrap()
+            .names_address(ip));
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod diagnostic;
 pub mod document;
+pub mod graph;
 pub mod inputs;
 pub mod load;
 pub mod model;

@@ -9,6 +9,7 @@ pub mod hub;
 pub mod quota;
 pub mod routes;
 pub mod tenants;
+pub mod web;
 pub mod worker;
 
 use crate::app::Composer;

@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -34,7 +34,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
     let max_body = state.settings.max_body_bytes;
     let max_plugin = state.settings.max_plugin_bytes;
     Router::new()
-        .route("/", get(page))
+        .route("/", get(super::web::index))
+        .route("/assets/{name}", get(super::web::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
@@ -146,10 +147,6 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     })
 }
 
-async fn page() -> Html<&'static str> {
-    Html(include_str!("page.html"))
-}
-
 async fn readyz(State(state): Shared) -> Response {
     let probe = RunFilter {
         limit: Some(1),
@@ -197,7 +194,7 @@ fn recipe_summary(name: &str, recipe: &Recipe) -> Value {
     json!({
         "name": name,
         "description": recipe.description,
-        "inputs": crate::cli::inputs::json_schema(&recipe.name, &recipe.user_inputs),
+        "inputs": crate::recipe::inputs::json_schema(&recipe.name, &recipe.user_inputs),
     })
 }
 
@@ -247,10 +244,13 @@ async fn get_recipe(
     let path = find_recipe(&tenant, &name)?;
     let loaded = crate::recipe::load_file(&path).map_err(|f| invalid_recipe(&f))?;
     let mut v = recipe_summary(&name, &loaded.recipe);
-    let graph = crate::engine::plan::Plan::build(loaded.recipe.clone())
-        .map(|plan| crate::cli::graph::mermaid(&plan))
-        .unwrap_or_default();
-    v["graph"] = json!(graph);
+    if let Ok(plan) = crate::engine::plan::Plan::build(loaded.recipe.clone()) {
+        v["graph"] = json!(crate::recipe::graph::mermaid(&plan));
+        // The same graph as data, for the web page.
+        v["plan"] = crate::recipe::graph::plan_json(&plan);
+    } else {
+        v["graph"] = json!("");
+    }
     Ok(Json(v).into_response())
 }
 
@@ -653,7 +653,18 @@ async fn run_object(state: &ServerState, run: &RunRecord) -> Result<Value, ApiEr
             .or_else(|| run.error.as_ref().map(|e| json!({"kind": "internal", "message": e}))),
         "nodes": nodes,
         "metrics": run.metrics,
+        "plan": run_plan(run),
     }))
+}
+
+/// The run's graph for the web page, from its stored recipe source; null
+/// when that recipe can no longer be read.
+fn run_plan(run: &RunRecord) -> Value {
+    RecipeSource::of_record(run)
+        .and_then(|source| source.load().ok())
+        .and_then(|recipe| crate::engine::plan::Plan::build(recipe).ok())
+        .map(|plan| crate::recipe::graph::plan_json(&plan))
+        .unwrap_or(Value::Null)
 }
 
 #[derive(Deserialize, Default)]

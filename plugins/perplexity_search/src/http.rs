@@ -163,7 +163,11 @@ pub fn send(
     };
     let set = |ok: Result<(), ()>, what: &str| ok.map_err(|()| other(format!("cannot set {what}")));
     set(request.set_method(&method), "the method")?;
-    let scheme = if url.https { Scheme::Https } else { Scheme::Http };
+    let scheme = if url.https {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
     set(request.set_scheme(Some(&scheme)), "the scheme")?;
     set(request.set_authority(Some(&url.authority)), "the host")?;
     set(

@@ -64,7 +64,8 @@ impl Config {
         )?;
         Ok(Config {
             api_key,
-            base_url: var("PERPLEXITY_BASE_URL").unwrap_or_else(|| "https://api.perplexity.ai".into()),
+            base_url: var("PERPLEXITY_BASE_URL")
+                .unwrap_or_else(|| "https://api.perplexity.ai".into()),
             model: var("PERPLEXITY_MODEL"),
             retry_base_ms: var("PERPLEXITY_RETRY_BASE_MS")
                 .and_then(|v| v.parse().ok())
@@ -104,15 +105,19 @@ pub fn request_body(input: &Input, model: Option<&str>) -> Result<Value, String>
 
 /// `content` and `citations` of a successful reply.
 pub fn parse_reply(body: &[u8]) -> Result<Output, String> {
-    let reply: Value = serde_json::from_slice(body)
-        .map_err(|e| format!("Perplexity's reply is not JSON: {e}"))?;
+    let reply: Value =
+        serde_json::from_slice(body).map_err(|e| format!("Perplexity's reply is not JSON: {e}"))?;
     let content = reply["choices"][0]["message"]["content"]
         .as_str()
         .ok_or("Perplexity's reply has no `choices[0].message.content`")?
         .to_string();
     let mut citations: Vec<String> = reply["citations"]
         .as_array()
-        .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     if citations.is_empty() {
         citations = reply["search_results"]
@@ -188,7 +193,10 @@ pub fn perplexity_search(input: Input) -> Result<Output, String> {
     let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
     let url = Url::join(&config.base_url, "/chat/completions")?;
     let headers = vec![
-        ("Authorization".to_string(), format!("Bearer {}", config.api_key)),
+        (
+            "Authorization".to_string(),
+            format!("Bearer {}", config.api_key),
+        ),
         ("Content-Type".to_string(), "application/json".to_string()),
         ("Accept".to_string(), "application/json".to_string()),
     ];
@@ -200,7 +208,12 @@ pub fn perplexity_search(input: Input) -> Result<Output, String> {
                 last = api_message(&r);
                 (true, r.header("retry-after").map(str::to_string))
             }
-            Ok(r) => return Err(format!("Perplexity refused the search: {}", api_message(&r))),
+            Ok(r) => {
+                return Err(format!(
+                    "Perplexity refused the search: {}",
+                    api_message(&r)
+                ))
+            }
             Err(e) if e.refused => return Err(format!("request to {url} failed: {e}")),
             Err(e) => {
                 last = e.message;

@@ -96,7 +96,11 @@ impl FakePerplexity {
     }
 
     pub fn seen(&self) -> Vec<Seen> {
-        self.shared.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        self.shared
+            .seen
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -167,7 +171,10 @@ async fn chat(
             let port = shared.port.load(Ordering::Relaxed);
             (
                 StatusCode::TEMPORARY_REDIRECT,
-                [("location", format!("http://evil.example:{port}/ok/chat/completions"))],
+                [(
+                    "location",
+                    format!("http://evil.example:{port}/ok/chat/completions"),
+                )],
             )
                 .into_response()
         }

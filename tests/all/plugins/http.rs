@@ -72,7 +72,10 @@ fn refusal(e: PluginError) -> (String, OutboundProblem, String) {
     let text = e.to_string();
     match e {
         PluginError::Outbound {
-            plugin, url, problem, ..
+            plugin,
+            url,
+            problem,
+            ..
         } => {
             assert_eq!(plugin, "perplexity_search");
             (url, problem, text)
@@ -87,7 +90,10 @@ async fn a_plugin_calling_an_allowed_fake_host_succeeds() {
     let fake = FakePerplexity::start();
     let f = search(&env, grants(&[&fake.origin()], &fake.base("ok"))).await;
     let (ctx, records) = context(&env);
-    let out = f.call(query(), &ctx).await.unwrap_or_else(|e| panic!("{e}"));
+    let out = f
+        .call(query(), &ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         out["content"],
         "FAKE NEWS DIGEST for: latest news about Rust (recency week)"
@@ -98,7 +104,10 @@ async fn a_plugin_calling_an_allowed_fake_host_succeeds() {
     );
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].authorization.as_deref(), Some(&*format!("Bearer {KEY}")));
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(&*format!("Bearer {KEY}"))
+    );
     assert_eq!(seen[0].body["model"], "sonar");
     assert_eq!(seen[0].body["search_recency_filter"], "week");
     let records = records.lock().unwrap().clone();
@@ -139,7 +148,10 @@ async fn a_host_not_on_the_list_is_refused_naming_the_host_and_the_setting() {
             "[plugins.overrides.perplexity_search]",
         ],
     );
-    assert!(fake.seen().is_empty(), "the refused request reached the fake");
+    assert!(
+        fake.seen().is_empty(),
+        "the refused request reached the fake"
+    );
     let records = records.lock().unwrap().clone();
     assert_eq!(records.len(), 1, "not retried: {records:?}");
     assert!(records[0].refused && records[0].status.is_none());
@@ -180,7 +192,10 @@ async fn loopback_through_a_wildcard_is_refused() {
             "[plugins.overrides.perplexity_search]",
         ],
     );
-    assert!(fake.seen().is_empty(), "the refused request reached the fake");
+    assert!(
+        fake.seen().is_empty(),
+        "the refused request reached the fake"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,7 +210,10 @@ async fn a_redirect_to_a_disallowed_host_is_refused() {
         "{problem:?}"
     );
     assert!(url.starts_with("http://evil.example:"), "{url}");
-    super::assert_mentions(&text, &["host not allowed", "evil.example", "allowed_hosts"]);
+    super::assert_mentions(
+        &text,
+        &["host not allowed", "evil.example", "allowed_hosts"],
+    );
     let seen = fake.seen();
     assert_eq!(seen.len(), 1, "only the first hop reached the fake");
     let records = records.lock().unwrap().clone();
@@ -246,8 +264,14 @@ async fn rate_limits_and_server_errors_are_retried() {
     let fake = FakePerplexity::start();
     let f = search(&env, grants(&[&fake.origin()], &fake.base("flaky"))).await;
     let (ctx, records) = context(&env);
-    let out = f.call(query(), &ctx).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(out["content"].as_str().unwrap_or_default().starts_with("FAKE NEWS DIGEST"));
+    let out = f
+        .call(query(), &ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out["content"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("FAKE NEWS DIGEST"));
     let statuses: Vec<Option<u16>> = records.lock().unwrap().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![Some(429), Some(500), Some(200)]);
     assert_eq!(fake.seen().len(), 3);
@@ -281,7 +305,6 @@ async fn secrets_reach_a_plugin_only_when_granted_and_missing_ones_are_named() {
     assert!(fake.seen().is_empty());
 
     // Granted but not set: named before any call.
-    let mut settings = settings;
     settings.overrides.insert(
         "perplexity_search".into(),
         grants(&[&fake.origin()], &fake.base("ok")),
