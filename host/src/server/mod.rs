@@ -85,6 +85,10 @@ impl ServerState {
                 None => return Err(ServeError::Storage(url.clone())),
             }
         }
+        // The operator's plugins are found as the command line finds them
+        // (environment, config, the user folder, beside the binary).
+        settings.plugins.paths =
+            crate::plugins::discovery::search_path(&settings.plugins.paths, None);
         let server = settings.server.clone();
         let mut tenants: Vec<Arc<Tenant>> = Vec::new();
         for t in &settings.tenants {
@@ -102,7 +106,9 @@ impl ServerState {
             return Err(ServeError::NoStore(app.warnings().join("; ")));
         };
         for t in &tenants {
-            let _ = t.reload_plugins(app.plugin_host()).await;
+            for w in t.reload_plugins(app.plugin_host()).await {
+                tracing::warn!(tenant = t.id(), "{w}");
+            }
         }
         // One process owns an embedded store: what it had leased before a
         // restart is its own to continue.

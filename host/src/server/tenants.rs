@@ -121,11 +121,21 @@ impl Tenant {
         self.local.read().map(|r| r.clone()).unwrap_or_default()
     }
 
-    /// Reads the uploaded plugins again (after an upload or a delete).
+    /// Reads the tenant's plugins again (after an upload or a delete): its
+    /// configured `plugins` folders at PROJECT scope, its uploads at LOCAL
+    /// scope over them.
     pub async fn reload_plugins(&self, host: &Arc<PluginHost>) -> Vec<String> {
         let mut registry = FunctionRegistry::default();
         let mut warnings = Vec::new();
-        for file in self.plugin_files() {
+        let project = self
+            .settings
+            .plugins
+            .iter()
+            .flat_map(|dir| wasm_files(dir))
+            .map(|f| (Scope::Project, f));
+        let uploads = self.plugin_files().into_iter().map(|f| (Scope::Local, f));
+        let files: Vec<(Scope, PathBuf)> = project.chain(uploads).collect();
+        for (scope, file) in files {
             match describe_file(host, &file).await {
                 Ok((plugin, functions)) => {
                     for info in functions {
@@ -133,7 +143,7 @@ impl Tenant {
                             plugin: plugin.clone(),
                             info,
                         });
-                        if let Some(w) = registry.register(Scope::Local, f) {
+                        if let Some(w) = registry.register(scope, f) {
                             warnings.push(w);
                         }
                     }
@@ -147,18 +157,24 @@ impl Tenant {
         warnings
     }
 
+    /// The tenant's uploaded components.
     pub fn plugin_files(&self) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(self.plugins_dir()) else {
-            return Vec::new();
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-            .collect();
-        files.sort();
-        files
+        wasm_files(&self.plugins_dir())
     }
+}
+
+/// The `.wasm` files directly inside `dir`, sorted (none if unreadable).
+fn wasm_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    files.sort();
+    files
 }
 
 fn decode_hex32(text: &str) -> Option<[u8; 32]> {

@@ -57,8 +57,13 @@ impl Drop for Server {
 }
 
 fn start(dir: &std::path::Path) -> (Child, String) {
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_composer"))
         .current_dir(dir)
+        .envs(env.iter().copied())
         .args(["serve", "--addr", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -496,5 +501,92 @@ async fn one_tenants_burst_does_not_starve_another() {
     assert!(
         !queued["runs"].as_array().unwrap().is_empty(),
         "A still had runs queued"
+    );
+}
+
+const SEARCH: &str = r#"
+name: search
+nodes:
+  - id: news
+    type: function_task
+    function_identifier: perplexity_search
+    input: {search_query: "rust", recency: week, mode: news}
+final_outputs: [news]
+"#;
+
+/// Hosted mode: the tenant's `[tenants.plugin_overrides]` decide what its
+/// plugins reach and which secrets they get; another tenant running the
+/// same recipe against the same plugin gets neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_plugin_grants_decide_what_its_plugins_reach() {
+    use crate::plugins::fake_perplexity::{FakePerplexity, KEY};
+    let fake = FakePerplexity::start();
+    let dir = temp_dir();
+    let d = dir.path();
+    let dist = crate::plugins::dist();
+    write(d, "a/recipes/search.yaml", SEARCH);
+    write(d, "b/recipes/search.yaml", SEARCH);
+    write(
+        d,
+        "composer.toml",
+        &format!(
+            r#"
+[cache]
+path = "{db}"
+
+[server]
+data_dir = "{data}"
+
+[[tenants]]
+id = "a"
+key_sha256 = ["{ka}"]
+recipes = ["{d}/a/recipes"]
+plugins = ["{dist}"]
+
+[tenants.plugin_overrides.perplexity_search]
+allowed_hosts = ["{origin}"]
+secrets = ["PERPLEXITY_API_KEY"]
+env = {{ PERPLEXITY_BASE_URL = "{base}", PERPLEXITY_RETRY_BASE_MS = "1" }}
+
+[[tenants]]
+id = "b"
+key_sha256 = ["{kb}"]
+recipes = ["{d}/b/recipes"]
+plugins = ["{dist}"]
+"#,
+            db = d.join("composer.db").display(),
+            data = d.join("data").display(),
+            ka = sha(KEY_A),
+            kb = sha(KEY_B),
+            d = d.display(),
+            dist = dist.display(),
+            origin = fake.origin(),
+            base = fake.base("ok"),
+        ),
+    );
+    let (child, base) = start_with(d, &[("PERPLEXITY_API_KEY", KEY)]);
+    let _server = Server {
+        child,
+        base: base.clone(),
+        _dir: dir,
+    };
+    let url = format!("{base}/v1/recipes/search/runs?wait=true");
+    let (status, run, _) = call(Method::POST, &url, Some(KEY_A), Some(json!({"inputs": {}}))).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(
+        run["outputs"].to_string().contains("FAKE NEWS DIGEST"),
+        "tenant a's plugin reached the granted host: {run}"
+    );
+    let seen = fake.seen().len();
+    assert!(seen >= 1);
+
+    let (status, run, _) = call(Method::POST, &url, Some(KEY_B), Some(json!({"inputs": {}}))).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "failed", "tenant b has no grant: {run}");
+    assert_eq!(
+        fake.seen().len(),
+        seen,
+        "tenant b's request never left the host"
     );
 }

@@ -16,6 +16,7 @@ const PROJECT_FUNCTIONS: &[(&str, &str)] = &[
     ("extract_keywords", "text_insights"),
     ("markdown_to_html", "markup"),
     ("outline_markdown", "markup"),
+    ("perplexity_search", "perplexity_search"),
     ("prepare_agent_configs", "prepare_agent_configs"),
     (
         "prepare_summaries_for_synthesis",

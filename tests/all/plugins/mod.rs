@@ -16,7 +16,7 @@ mod cli;
 /// The corpus validates and runs from its own folders after install.
 mod corpus_folder;
 /// A fake of Perplexity's chat-completions API (issue 13).
-mod fake_perplexity;
+pub mod fake_perplexity;
 /// Outbound HTTP: allowed hosts, refusals, caps, deadlines, secrets.
 mod http;
 mod isolation;
@@ -423,6 +423,14 @@ pub fn bin_with_env<S: AsRef<std::ffi::OsStr>>(
 ) -> Cli {
     let mut command = Command::new(env!("CARGO_BIN_EXE_composer"));
     command.current_dir(cwd).args(args).env_remove("RUST_LOG");
+    // Only the plugins a test sets up: not the ones installed into this
+    // machine's user folder, nor an inherited search path.
+    command
+        .env(
+            "XDG_DATA_HOME",
+            std::env::temp_dir().join("composer-tests-no-user-data"),
+        )
+        .env("COMPOSER_PLUGIN_PATH", "");
     for (k, v) in env {
         command.env(k, v);
     }

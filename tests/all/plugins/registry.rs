@@ -154,7 +154,13 @@ async fn discovery_warns_about_duplicates_and_broken_components() {
     let folder = env.root.join("plugins");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::copy(hostile_wasm(), folder.join("a.wasm")).unwrap();
-    std::fs::copy(hostile_wasm(), folder.join("b.wasm")).unwrap();
+    // The same functions in a different component (a custom section
+    // appended: other bytes, other hash) conflict; an identical copy
+    // does not.
+    let mut other = std::fs::read(hostile_wasm()).unwrap();
+    other.extend_from_slice(&[0x00, 0x04, 0x03, b'p', b'a', b'd']);
+    std::fs::write(folder.join("b.wasm"), other).unwrap();
+    std::fs::copy(hostile_wasm(), folder.join("c.wasm")).unwrap();
     std::fs::write(folder.join("bad.wasm"), "not a component").unwrap();
     std::fs::write(folder.join("notes.txt"), "ignored").unwrap();
     let missing = env.root.join("missing");
@@ -164,6 +170,10 @@ async fn discovery_warns_about_duplicates_and_broken_components() {
 
     let duplicates = warnings.iter().filter(|w| w.contains("b.wasm")).count();
     assert_eq!(duplicates, 16, "{warnings:#?}");
+    assert!(
+        !warnings.iter().any(|w| w.contains("c.wasm")),
+        "an identical copy is no conflict: {warnings:#?}"
+    );
     assert!(
         warnings
             .iter()
