@@ -123,6 +123,7 @@ $('#run-form').addEventListener('submit', async (ev) => {
       let first = null;
       for (const [name, msg] of Object.entries(per)) {
         const p = $('#err-' + CSS.escape(name)); const i = form.elements[name];
+        msg = String(msg).replace(/; pass it with `-i [^`]*`/, '');
         if (p) p.textContent = msg; else $('#form-error').textContent += msg + ' ';
         if (i) { i.setAttribute('aria-invalid', 'true'); first = first || i; }
       }
@@ -167,7 +168,7 @@ function layout(plan) {
 
 function drawGraph(plan) {
   const { pos, width, height } = layout(plan);
-  const g = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': 'Recipe graph', class: 'graph' });
+  const g = svg('svg', { viewBox: `0 0 ${width} ${height}`, width, role: 'img', 'aria-label': 'Recipe graph', class: 'graph' });
   const defs = svg('defs'); const m = svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: '10', refY: '5', markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' });
   m.append(svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' })); defs.append(m); g.append(defs);
   for (const e of plan.edges) {
