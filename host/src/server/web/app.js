@@ -230,6 +230,9 @@ function onEvent(kind, ev) {
     if (kind === 'node_started' && $('#run-status').textContent !== 'running') setStatus('running');
   } else if (kind === 'map_progress') {
     setState(ev.node, 'running', `${ev.done}/${ev.total}` + (ev.failed ? ` (${ev.failed} failed)` : ''));
+  } else if (kind === 'run_finished' && ev.status === 'waiting') {
+    // The run is parked on a hitl node; it goes on (same event stream, later seqs) after a reply.
+    setStatus('waiting'); refreshRun();
   } else if (kind === 'run_finished') {
     c.finished = true; setStatus(ev.status || (ev.success ? 'succeeded' : 'failed'));
     if (ev.error) $('#run-error').textContent = typeof ev.error === 'string' ? ev.error : JSON.stringify(ev.error);
@@ -272,7 +275,7 @@ async function stream(c) {
       console.warn(e);
     }
     if (current !== c || c.finished) return;
-    await new Promise((r) => setTimeout(r, Math.min(5000, 300 * 2 ** retries++)));
+    await new Promise((r) => { c.kick = r; setTimeout(r, Math.min(5000, 300 * 2 ** retries++)); });
   }
 }
 
@@ -383,7 +386,7 @@ function showHitl(ev) {
     for (const f of fields) { const v = form.elements[f].value; try { reply[f] = JSON.parse(v); } catch { reply[f] = v; } }
     try {
       await api(`/v1/runs/${encodeURIComponent(c.id)}/replies/${encodeURIComponent(ev.node)}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(reply) });
-      closeHitl(); setState(ev.node, 'running', 'replied'); setStatus('running');
+      closeHitl(); setState(ev.node, 'running', 'replied'); setStatus('running'); c.kick?.();
     } catch (x) { err.textContent = x.message; }
   });
   $('#hitl').replaceChildren(form); $('#hitl').hidden = false;
