@@ -73,6 +73,7 @@ function el(tag, attrs = {}, ...kids) {
   e.append(...kids); return e;
 }
 const SVG = 'http://www.w3.org/2000/svg';
+const clip = (t, n) => (t.length > n ? t.slice(0, n - 1) + '…' : t);
 function svg(tag, attrs = {}) { const e = document.createElementNS(SVG, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; }
 
 // ---- form submission: uploads first, typed values, 422 errors beside their fields
@@ -156,12 +157,13 @@ function layout(plan) {
   if (layer.END !== undefined) layer.END = Math.max(...Object.values(layer)) + (plan.edges.some((e) => e.to === 'END') ? 0 : 1);
   const rows = [];
   for (const [id, l] of Object.entries(layer)) (rows[l] = rows[l] || []).push(id);
-  const W = 150, H = 44, GX = 30, GY = 46;
-  const width = Math.max(...rows.map((r) => (r || []).length)) * (W + GX) + GX;
+  const W = 180, H = 44, GX = 30, GY = 46;
+  const back = plan.edges.some((e) => e.back) ? 110 : 0;
+  const width = Math.max(...rows.map((r) => (r || []).length)) * (W + GX) + GX + back;
   const pos = {};
   rows.forEach((r, y) => (r || []).forEach((id, x) => {
     const rowW = r.length * (W + GX) - GX;
-    pos[id] = { x: (width - rowW) / 2 + x * (W + GX), y: GY / 2 + y * (H + GY), w: W, h: H };
+    pos[id] = { x: (width - back - rowW) / 2 + x * (W + GX), y: GY / 2 + y * (H + GY), w: W, h: H };
   }));
   return { pos, width, height: rows.length * (H + GY), W, H };
 }
@@ -179,16 +181,16 @@ function drawGraph(plan) {
     const p = svg('path', { d, class: 'edge' + (e.back ? ' back' : ''), 'marker-end': 'url(#arrow)' });
     const t = svg('title'); t.textContent = `${e.from} → ${e.to}` + (e.condition ? ` if ${e.condition}` : '') + (e.max_iterations ? ` (max ${e.max_iterations})` : ''); p.append(t);
     g.append(p);
-    if (e.condition) { const l = svg('text', { x: (a.x + b.x + a.w) / 2 + 4, y: (a.y + a.h + b.y) / 2, class: 'edge-label' }); l.textContent = e.condition.length > 24 ? e.condition.slice(0, 23) + '…' : e.condition; g.append(l); }
+    if (e.condition) { const l = svg('text', e.back ? { x: Math.max(a.x, b.x) + a.w + 48, y: (a.y + b.y + a.h) / 2 + 4, class: 'edge-label' } : { x: (a.x + b.x + a.w) / 2 + 4, y: (a.y + a.h + b.y) / 2, class: 'edge-label' }); l.textContent = clip(e.condition, e.back ? 16 : 28); g.append(l); }
   }
   const types = Object.fromEntries(plan.nodes.map((n) => [n.id, n]));
   for (const [id, p] of Object.entries(pos)) {
     const terminal = id === 'START' || id === 'END';
     const n = svg('g', { class: 'node ' + (terminal ? 'terminal' : 'pending'), 'data-node': id, transform: `translate(${p.x},${p.y})` });
     n.append(svg('rect', { width: p.w, height: p.h, rx: terminal ? 22 : 6 }));
-    const t1 = svg('text', { x: p.w / 2, y: terminal ? 27 : 19, class: 'name' }); t1.textContent = id; n.append(t1);
+    const t1 = svg('text', { x: p.w / 2, y: terminal ? 27 : 19, class: 'name' }); t1.textContent = clip(id, 22); n.append(t1);
     if (!terminal) {
-      const t2 = svg('text', { x: p.w / 2, y: 35, class: 'sub' }); t2.textContent = types[id].type + (types[id].loop ? ` ⟲ ${types[id].loop}` : ''); n.append(t2);
+      const t2 = svg('text', { x: p.w / 2, y: 35, class: 'sub' }); t2.textContent = types[id].type + (types[id].loop != null ? ` · loop ${types[id].loop + 1}` : ''); n.append(t2);
       const tt = svg('title'); tt.textContent = `${id} (${types[id].type}): pending`; n.append(tt);
     }
     g.append(n);
@@ -203,7 +205,7 @@ function setState(node, state, note) {
   if (!g) return;
   g.setAttribute('class', 'node ' + state);
   const sub = g.querySelector('text.sub'); const type = current.plan.nodes.find((n) => n.id === node)?.type || '';
-  if (sub) sub.textContent = note ? `${type} · ${note}` : type;
+  if (sub) sub.textContent = clip(note ? `${type} · ${note}` : type, 30);
   const tt = g.querySelector('title'); if (tt) tt.textContent = `${node} (${type}): ${state}${note ? ' · ' + note : ''}`;
 }
 
@@ -218,9 +220,11 @@ function onEvent(kind, ev) {
   const c = current; if (!c) return;
   if (ev.at !== undefined) c.now = Math.max(c.now, ev.at);
   if (NODE_STATE[kind] && ev.node) {
-    const sp = c.spans[ev.node] || (c.spans[ev.node] = { start: ev.at, end: null });
-    if (kind === 'node_started') { sp.start = ev.at; sp.end = null; }
-    else if (kind !== 'node_waiting') sp.end = ev.at;
+    const list = c.spans[ev.node] || (c.spans[ev.node] = []);
+    let sp = list[list.length - 1];
+    if (kind === 'node_started' && sp && sp.end == null && sp.state === 'waiting') { /* resumed after a reply */ }
+    else if (kind === 'node_started' || !sp || sp.end != null) { sp = { start: ev.at, end: null }; list.push(sp); }
+    if (kind !== 'node_started' && kind !== 'node_waiting') sp.end = ev.at;
     if (kind === 'node_finished') { sp.stats = ev.stats; sp.cached = ev.cached; sp.duration = ev.duration; sp.plugin = ev.plugin; }
     if (kind === 'node_failed') sp.error = ev.error;
     sp.state = NODE_STATE[kind];
@@ -235,7 +239,7 @@ function onEvent(kind, ev) {
     setStatus('waiting'); refreshRun();
   } else if (kind === 'run_finished') {
     c.finished = true; setStatus(ev.status || (ev.success ? 'succeeded' : 'failed'));
-    if (ev.error) $('#run-error').textContent = typeof ev.error === 'string' ? ev.error : JSON.stringify(ev.error);
+    if (ev.error) $('#run-error').textContent = errText(ev.error);
     closeHitl();
     refreshRun();
   }
@@ -357,7 +361,7 @@ async function renderOutputs(run) {
   }
   const rest = files.filter((f) => !shown.has(f.name));
   if (rest.length) items.push(el('article', { class: 'output' }, el('h3', { text: 'Files' }), ...rest.map((f) => f.content_type?.startsWith('audio/') ? audio(f) : fileLink(run.id, f, shown))));
-  if (!items.length) items.push(el('p', { class: 'hint', text: run.status === 'succeeded' ? 'No outputs.' : 'No outputs yet.' }));
+  if (!items.length) items.push(el('p', { class: 'hint', text: ['succeeded', 'failed', 'cancelled'].includes(run.status) ? 'No outputs.' : 'No outputs yet.' }));
   box.replaceChildren(...items);
 }
 function fileLink(runId, f, shown) {
@@ -397,30 +401,36 @@ function closeHitl() { if (current) current.hitl = null; $('#hitl').replaceChild
 // ---- Gantt timeline of node spans, with per-node metrics
 function drawTimeline() {
   const c = current; if (!c) return;
-  const spans = Object.entries(c.spans).filter(([, s]) => s.start !== undefined && s.start !== null);
+  const spans = Object.entries(c.spans).filter(([, l]) => l.length);
   if (!spans.length) { $('#timeline').replaceChildren(); return; }
-  const end = Math.max(c.now, ...spans.map(([, s]) => s.end ?? c.now), 1e-3);
+  const end = Math.max(c.now, ...spans.flatMap(([, l]) => l.map((s) => s.end ?? c.now)), 1e-3);
   const L = 140, W = 760, RH = 26, T = 22;
   const g = svg('svg', { viewBox: `0 0 ${L + W + 170} ${T + spans.length * RH + 6}`, class: 'gantt', role: 'img', 'aria-label': 'Timeline of node spans' });
   for (let k = 0; k <= 4; k++) { const x = L + (W * k) / 4; g.append(svg('line', { x1: x, x2: x, y1: T - 4, y2: T + spans.length * RH, class: 'tick' })); const t = svg('text', { x, y: 12, class: 'axis' }); t.textContent = fmtSecs((end * k) / 4); g.append(t); }
-  spans.sort((a, b) => a[1].start - b[1].start).forEach(([node, s], i) => {
-    const y = T + i * RH; const x = L + (s.start / end) * W; const w = Math.max(2, (((s.end ?? c.now) - s.start) / end) * W);
-    const name = svg('text', { x: L - 8, y: y + 17, class: 'label' }); name.textContent = node; g.append(name);
+  spans.sort((a, b) => a[1][0].start - b[1][0].start).forEach(([node, list], i) => {
+    const y = T + i * RH;
+    const name = svg('text', { x: L - 8, y: y + 17, class: 'label' }); name.textContent = clip(node, 20); g.append(name);
+    let s;
+    for (s of list) {
+    const x = L + (s.start / end) * W; const w = Math.max(2, (((s.end ?? c.now) - s.start) / end) * W);
     const r = svg('rect', { x, y: y + 4, width: w, height: RH - 8, rx: 3, class: 'bar ' + (s.state || 'running') + (s.cached ? ' cached' : '') });
     const st = s.stats || {};
     const tip = [`${node}: ${s.state}`, `start ${fmtSecs(s.start)}`, s.end != null ? `took ${fmtSecs(s.end - s.start)}` : 'still running',
       st.calls != null ? `calls ${st.calls}` : '', (st.input_tokens || st.output_tokens) ? `tokens ${st.input_tokens || 0} in / ${st.output_tokens || 0} out` : '',
-      st.cost_usd != null ? `cost $${st.cost_usd}` : '', s.cached ? 'cached' : '', s.plugin?.fuel ? `fuel ${s.plugin.fuel}` : '', s.error ? 'error: ' + (typeof s.error === 'string' ? s.error : JSON.stringify(s.error)) : ''].filter(Boolean).join('\n');
+      st.cost_usd != null ? `cost $${st.cost_usd}` : '', s.cached ? 'cached' : '', s.plugin?.fuel ? `fuel ${s.plugin.fuel}` : '', s.error ? 'error: ' + errText(s.error) : ''].filter(Boolean).join('\n');
     const tt = svg('title'); tt.textContent = tip; r.append(tt); g.append(r);
+    }
+    const st = s.stats || {};
     const m = svg('text', { x: L + W + 8, y: y + 17, class: 'metric' });
-    m.textContent = (s.end != null ? fmtSecs(s.end - s.start) : '…') + (st.calls ? ` · ${st.calls} call${st.calls > 1 ? 's' : ''}` : '') + ((st.input_tokens || st.output_tokens) ? ` · ${(st.input_tokens || 0) + (st.output_tokens || 0)} tok` : '') + (st.cost_usd ? ` · $${st.cost_usd.toFixed(4)}` : '') + (s.cached ? ' · cached' : '');
+    m.textContent = (list.length > 1 ? `${list.length}× · last ` : '') + (s.end != null ? fmtSecs(s.end - s.start) : '…') + (st.calls ? ` · ${st.calls} call${st.calls > 1 ? 's' : ''}` : '') + ((st.input_tokens || st.output_tokens) ? ` · ${(st.input_tokens || 0) + (st.output_tokens || 0)} tok` : '') + (st.cost_usd ? ` · $${st.cost_usd.toFixed(4)}` : '') + (s.cached ? ' · cached' : '');
     g.append(m);
   });
   const tot = c.run?.metrics?.totals;
   const summary = tot ? el('p', { class: 'hint', text: `wall ${fmtSecs(c.run.metrics.wall_secs)} · ${tot.calls} calls · ${tot.tokens} tokens` + (tot.cost_usd != null ? ` · $${tot.cost_usd}` : '') + ` · cache hits ${c.run.metrics.cache?.hits ?? 0}/${c.run.metrics.cache?.eligible ?? 0}` }) : '';
   $('#timeline').replaceChildren(g, summary);
 }
-function fmtSecs(s) { return s < 1 ? Math.round(s * 1000) + ' ms' : s.toFixed(s < 10 ? 2 : 1) + ' s'; }
+function fmtSecs(s) { return s < 0.01 ? (s * 1000).toFixed(s ? 1 : 0) + ' ms' : s < 1 ? Math.round(s * 1000) + ' ms' : s.toFixed(s < 10 ? 2 : 1) + ' s'; }
+function errText(e) { return typeof e === 'string' ? e : e?.message ? (e.kind && e.kind !== e.message ? `${e.kind}: ${e.message}` : e.message) : JSON.stringify(e); }
 
 $('#cancel-run').addEventListener('click', async () => {
   if (!current) return;
