@@ -207,6 +207,9 @@ function setState(node, state, note) {
   const sub = g.querySelector('text.sub'); const type = current.plan.nodes.find((n) => n.id === node)?.type || '';
   if (sub) sub.textContent = clip(note ? `${type} · ${note}` : type, 30);
   const tt = g.querySelector('title'); if (tt) tt.textContent = `${node} (${type}): ${state}${note ? ' · ' + note : ''}`;
+  // A text alternative for the picture: every node with its state.
+  const pic = $('#graph svg');
+  if (pic) pic.setAttribute('aria-label', 'Recipe graph: ' + current.plan.nodes.map((n) => `${n.id} ${current.states[n.id] || 'pending'}`).join(', '));
 }
 
 function setStatus(status) {
@@ -218,7 +221,7 @@ const NODE_STATE = { node_started: 'running', node_finished: 'done', node_skippe
 
 function onEvent(kind, ev) {
   const c = current; if (!c) return;
-  if (ev.at !== undefined) c.now = Math.max(c.now, ev.at);
+  if (ev.at !== undefined && ev.at >= c.now) { c.now = ev.at; c.lastAt = ev.at; c.wallAt = performance.now(); }
   if (NODE_STATE[kind] && ev.node) {
     const list = c.spans[ev.node] || (c.spans[ev.node] = []);
     let sp = list[list.length - 1];
@@ -296,6 +299,12 @@ async function openRun(id) {
   drawGraph(c.plan); setStatus(run.status);
   if (['succeeded', 'failed', 'cancelled'].includes(run.status)) renderOutputs(run);
   stream(c);
+  // Running bars grow between events.
+  c.tick = setInterval(() => {
+    if (current !== c || c.finished) { clearInterval(c.tick); return; }
+    if ($('#run-status').textContent !== 'running' || c.wallAt === undefined) return;
+    c.now = c.lastAt + (performance.now() - c.wallAt) / 1000; drawTimeline();
+  }, 250);
 }
 
 async function refreshRun() {
