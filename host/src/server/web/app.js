@@ -43,7 +43,7 @@ function field(name, s, required) {
   else if (s['x-composer-multiline']) el = document.createElement('textarea');
   else if (s.type === 'boolean') { el = document.createElement('input'); el.type = 'checkbox'; }
   else if (s.type === 'integer' || s.type === 'number') { el = document.createElement('input'); el.type = 'number'; el.step = s.type === 'integer' ? '1' : 'any'; }
-  else if (s.anyOf) { el = document.createElement('input'); el.type = 'file'; }
+  else if (s.anyOf) { el = document.createElement('input'); el.type = 'file'; el.multiple = true; }
   else { el = document.createElement('input'); el.type = 'text'; }
   el.id = 'in-' + name; el.name = name; el.required = required;
   if (s.default !== undefined) { if (el.type === 'checkbox') el.checked = !!s.default; else el.value = s.default; }
@@ -95,7 +95,7 @@ async function collectInputs(form) {
       if (!input.files.length) continue;
       const paths = [];
       for (const f of input.files) paths.push(await upload(f));
-      inputs[name] = input.multiple ? paths : paths[0]; continue;
+      inputs[name] = paths.length === 1 ? paths[0] : paths; continue;
     }
     const v = input.value;
     if (v === '') continue; // the server applies defaults and reports missing required inputs
@@ -228,7 +228,7 @@ function onEvent(kind, ev) {
     if (kind === 'node_started' && sp && sp.end == null && sp.state === 'waiting') { /* resumed after a reply */ }
     else if (kind === 'node_started' || !sp || sp.end != null) { sp = { start: ev.at, end: null }; list.push(sp); }
     if (kind !== 'node_started' && kind !== 'node_waiting') sp.end = ev.at;
-    if (kind === 'node_finished') { sp.stats = ev.stats; sp.cached = ev.cached; sp.duration = ev.duration; sp.plugin = ev.plugin; }
+    if (kind === 'node_finished') { sp.stats = normStats(ev.stats); sp.cached = ev.cached; sp.duration = ev.duration; sp.plugin = ev.plugin; }
     if (kind === 'node_failed') sp.error = ev.error;
     sp.state = NODE_STATE[kind];
     setState(ev.node, NODE_STATE[kind], kind === 'node_finished' && ev.cached ? 'cached' : kind === 'node_failed' ? (ev.kind || 'failed') : '');
@@ -437,6 +437,14 @@ function drawTimeline() {
   const tot = c.run?.metrics?.totals;
   const summary = tot ? el('p', { class: 'hint', text: `wall ${fmtSecs(c.run.metrics.wall_secs)} · ${tot.calls} calls · ${tot.tokens} tokens` + (tot.cost_usd != null ? ` · $${tot.cost_usd}` : '') + ` · cache hits ${c.run.metrics.cache?.hits ?? 0}/${c.run.metrics.cache?.eligible ?? 0}` }) : '';
   $('#timeline').replaceChildren(g, summary);
+}
+// Provider stats name tokens by direction and cost in USD; accept the short names too.
+function normStats(st) {
+  if (!st) return st;
+  const out = Object.assign({}, st);
+  if (out.input_tokens == null && out.output_tokens == null && st.tokens != null) out.input_tokens = st.tokens;
+  if (out.cost_usd == null && st.cost != null) out.cost_usd = st.cost;
+  return out;
 }
 function fmtSecs(s) { return s < 0.01 ? (s * 1000).toFixed(s ? 1 : 0) + ' ms' : s < 1 ? Math.round(s * 1000) + ' ms' : s.toFixed(s < 10 ? 2 : 1) + ' s'; }
 function errText(e) { return typeof e === 'string' ? e : e?.message ? (e.kind && e.kind !== e.message ? `${e.kind}: ${e.message}` : e.message) : JSON.stringify(e); }
