@@ -590,3 +590,43 @@ plugins = ["{dist}"]
         "tenant b's request never left the host"
     );
 }
+
+/// The web page and its assets come from the binary, with a policy that
+/// keeps scripts to the page's own and forbids framing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_page_is_served_from_the_binary() {
+    let s = server("");
+    let b = &s.base;
+    let page = client().get(format!("{b}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/assets/app.js"), "{html}");
+    for (asset, kind) in [("app.js", "text/javascript"), ("app.css", "text/css")] {
+        let r = client()
+            .get(format!("{b}/assets/{asset}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
+            "{asset}"
+        );
+        assert!(r.text().await.unwrap().len() > 1000, "{asset} has content");
+    }
+    let missing = client()
+        .get(format!("{b}/assets/secret.toml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
