@@ -399,6 +399,17 @@ pub fn missing_secrets(
         .collect()
 }
 
+/// The `.wasm` files directly inside `dir`, sorted.
+pub fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 /// Lists the components of the configured plugin paths.
 fn component_files(settings: &PluginSettings, warnings: &mut Vec<String>) -> Vec<PathBuf> {
     let default_paths = PluginSettings::default().paths;
@@ -408,16 +419,8 @@ fn component_files(settings: &PluginSettings, warnings: &mut Vec<String>) -> Vec
             files.push(path.clone());
             continue;
         }
-        match std::fs::read_dir(path) {
-            Ok(entries) => {
-                let mut found: Vec<PathBuf> = entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
-                    .collect();
-                found.sort();
-                files.extend(found);
-            }
+        match wasm_files(path) {
+            Ok(found) => files.extend(found),
             Err(_) if default_paths.contains(path) => {}
             Err(e) => warnings.push(format!("plugin path `{}`: {e}", path.display())),
         }

@@ -49,14 +49,8 @@ pub fn mermaid(plan: &Plan) -> String {
         );
     }
     // Entry nodes reached implicitly (no START edge) are drawn from START.
-    for &entry in &plan.entries {
-        let explicit = plan.nodes[entry]
-            .incoming
-            .iter()
-            .any(|&e| plan.edges[e].from == Endpoint::Start);
-        if !explicit {
-            let _ = writeln!(out, "    START --> n{entry}");
-        }
+    for entry in implicit_entries(plan) {
+        let _ = writeln!(out, "    START --> n{entry}");
     }
     for edge in &plan.edges {
         let arrow = if edge.back { "-.->" } else { "-->" };
@@ -90,14 +84,8 @@ pub fn dot(plan: &Plan) -> String {
             node.kind.type_name()
         );
     }
-    for &entry in &plan.entries {
-        let explicit = plan.nodes[entry]
-            .incoming
-            .iter()
-            .any(|&e| plan.edges[e].from == Endpoint::Start);
-        if !explicit {
-            let _ = writeln!(out, "    START -> n{entry};");
-        }
+    for entry in implicit_entries(plan) {
+        let _ = writeln!(out, "    START -> n{entry};");
     }
     for edge in &plan.edges {
         let mut attrs = Vec::new();
@@ -116,6 +104,17 @@ pub fn dot(plan: &Plan) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// Entry nodes with no explicit `START` edge: drawn from `START` all the
+/// same.
+fn implicit_entries(plan: &Plan) -> impl Iterator<Item = usize> + '_ {
+    plan.entries.iter().copied().filter(|&entry| {
+        !plan.nodes[entry]
+            .incoming
+            .iter()
+            .any(|&e| plan.edges[e].from == Endpoint::Start)
+    })
 }
 
 fn endpoint_name(plan: &Plan, e: Endpoint) -> String {
@@ -145,19 +144,13 @@ pub fn plan_json(plan: &Plan) -> Value {
         })
         .collect();
     let mut edges = Vec::new();
-    for &entry in &plan.entries {
-        let explicit = plan.nodes[entry]
-            .incoming
-            .iter()
-            .any(|&e| plan.edges[e].from == Endpoint::Start);
-        if !explicit {
-            edges.push(json!({
-                "from": "START",
-                "to": plan.recipe.nodes[entry].id,
-                "condition": null,
-                "back": false,
-            }));
-        }
+    for entry in implicit_entries(plan) {
+        edges.push(json!({
+            "from": "START",
+            "to": plan.recipe.nodes[entry].id,
+            "condition": null,
+            "back": false,
+        }));
     }
     for edge in &plan.edges {
         let mut e = json!({

@@ -165,16 +165,7 @@ impl Tenant {
 
 /// The `.wasm` files directly inside `dir`, sorted (none if unreadable).
 fn wasm_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
-        .collect();
-    files.sort();
-    files
+    crate::plugins::catalog::wasm_files(dir).unwrap_or_default()
 }
 
 fn decode_hex32(text: &str) -> Option<[u8; 32]> {
