@@ -70,16 +70,32 @@ where
     composer_in(dir.path(), args)
 }
 
+/// The `composer` binary built for these tests, to run in `cwd`, seeing
+/// only the plugins a test sets up: not the ones `scripts/setup.sh`
+/// installed into this machine's user folder (loading every one of those
+/// in each process made CI slow enough to miss deadlines), nor an
+/// inherited search path or log filter.
+pub fn composer_command(cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_composer"));
+    command
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .env(
+            "XDG_DATA_HOME",
+            std::env::temp_dir().join("composer-tests-no-user-data"),
+        )
+        .env("COMPOSER_PLUGIN_PATH", "");
+    command
+}
+
 /// Runs the `composer` binary with `args` in the working folder `cwd`.
 pub fn composer_in<I, S>(cwd: &Path, args: I) -> Output
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    let out = Command::new(env!("CARGO_BIN_EXE_composer"))
-        .current_dir(cwd)
+    let out = composer_command(cwd)
         .args(args)
-        .env_remove("RUST_LOG")
         .output()
         .expect("cannot run the composer binary");
     Output {

@@ -116,15 +116,22 @@ impl Database {
                 message: e.to_string(),
             })?;
         }
-        let conn = Connection::open(path).map_err(describe)?;
+        let mut conn = Connection::open(path).map_err(describe)?;
         conn.busy_timeout(Duration::from_millis(2_000))
             .map_err(describe)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(describe)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(describe)?;
-        conn.execute_batch(SCHEMA).map_err(describe)?;
-        migrate(&conn).map_err(describe)?;
+        // One process at a time creates and migrates: two opening a fresh
+        // file together (a server and a CLI run) would otherwise both add
+        // the same column, and the second would fail.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(describe)?;
+        tx.execute_batch(SCHEMA).map_err(describe)?;
+        migrate(&tx).map_err(describe)?;
+        tx.commit().map_err(describe)?;
         Ok(Database {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),

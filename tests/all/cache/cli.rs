@@ -10,7 +10,7 @@ use composer::store::{Database, SqliteStore};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -363,10 +363,8 @@ fn runs_list_and_show() {
 #[test]
 fn a_killed_run_keeps_the_results_of_its_finished_nodes() {
     let env = Env::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_composer"))
-        .current_dir(&env.root)
+    let mut child = crate::support::composer_command(&env.root)
         .args(["run", &recipe("fast_then_slow.yaml"), "--out", "out"])
-        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

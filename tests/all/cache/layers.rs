@@ -239,3 +239,23 @@ fn a_locked_database_is_an_error_after_the_busy_timeout() {
     assert!(opened.is_err(), "a locked database opened");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[test]
+fn a_fresh_database_opened_by_many_at_once_opens_for_all() {
+    // A server and CLI runs may create the same file together; each adds
+    // the columns of later releases, and only one may do it.
+    for _ in 0..5 {
+        let env = Env::new();
+        let path = env.db.clone();
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || Database::open(&path).map(|_| ()))
+            })
+            .collect();
+        for opener in openers {
+            let opened = opener.join().expect("the opener thread");
+            assert!(opened.is_ok(), "{}", opened.unwrap_err());
+        }
+    }
+}

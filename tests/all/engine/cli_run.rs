@@ -6,7 +6,6 @@ use super::{fixtures, temp_dir};
 use composer::recipe::model::{Node, NodeKind};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 struct Output {
     code: Option<i32>,
@@ -34,14 +33,12 @@ impl Output {
 /// `composer run RECIPE --out <temp> ARGS...`, from a temporary working
 /// folder (so no `composer.toml` is picked up).
 fn run(recipe: &Path, args: &[&str], out: &Path) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_composer"))
+    let out = crate::support::composer_command(out)
         .arg("run")
         .arg(recipe)
         .arg("--out")
         .arg(out)
         .args(args)
-        .current_dir(out)
-        .env_remove("RUST_LOG")
         .output()
         .expect("cannot run the composer binary");
     Output {

@@ -4,9 +4,9 @@
 //! and finishes; failures carry their kind in `--json`.
 
 use super::{config_for, requests_with, slow_fake};
-use crate::support::{composer_in, temp_dir, write};
+use crate::support::{composer_command, composer_in, temp_dir, write};
 use composer::store::{Database, RunFilter, SqliteStore};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,17 +48,28 @@ fn run_and_kill(
     recipe: &std::path::Path,
     ready: impl Fn(&SqliteStore, &str) -> bool,
 ) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_composer"))
-        .current_dir(dir)
+    let log = dir.join("killed-run.log");
+    let mut child = composer_command(dir)
         .args(["run", recipe.to_str().unwrap(), "--no-cache"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log file"))
         .spawn()
         .expect("composer starts");
     let store = store(dir);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let id = loop {
-        assert!(Instant::now() < deadline, "the run never got far enough");
+        let log = || std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(status) = child.try_wait().expect("the run's status") {
+            panic!(
+                "the run ended ({status}) before it could be killed:\n{}",
+                log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never got far enough:\n{}",
+            log()
+        );
         if let Some(run) = store.list(&RunFilter::default()).unwrap().first() {
             if ready(&store, &run.id) {
                 break run.id.clone();

@@ -5,7 +5,7 @@
 use crate::support::{temp_dir, write};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 const KEY_A: &str = "ck_tenant_a_key_for_tests_000000000000000000000000";
@@ -61,8 +61,7 @@ fn start(dir: &std::path::Path) -> (Child, String) {
 }
 
 fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_composer"))
-        .current_dir(dir)
+    let mut child = crate::support::composer_command(dir)
         .envs(env.iter().copied())
         .args(["serve", "--addr", "127.0.0.1:0"])
         .stdout(Stdio::null())

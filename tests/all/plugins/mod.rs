@@ -421,16 +421,8 @@ pub fn bin_with_env<S: AsRef<std::ffi::OsStr>>(
     args: &[S],
     env: &[(&str, &str)],
 ) -> Cli {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_composer"));
-    command.current_dir(cwd).args(args).env_remove("RUST_LOG");
-    // Only the plugins a test sets up: not the ones installed into this
-    // machine's user folder, nor an inherited search path.
-    command
-        .env(
-            "XDG_DATA_HOME",
-            std::env::temp_dir().join("composer-tests-no-user-data"),
-        )
-        .env("COMPOSER_PLUGIN_PATH", "");
+    let mut command = crate::support::composer_command(cwd);
+    command.args(args);
     for (k, v) in env {
         command.env(k, v);
     }

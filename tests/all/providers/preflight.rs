@@ -125,6 +125,11 @@ fn composer_run(cwd: &Path) -> (Option<i32>, String, String) {
             command.env(var, v);
         }
     }
+    // No plugins from this machine's user folder (see `composer_command`).
+    command.env(
+        "XDG_DATA_HOME",
+        std::env::temp_dir().join("composer-tests-no-user-data"),
+    );
     let out = command.output().expect("cannot run the composer binary");
     (
         out.status.code(),
