@@ -19,6 +19,8 @@
 
 use composer::cache::{CacheMode, CacheSettings, ResultCache};
 mod common;
+#[path = "common/doc.rs"]
+mod doc;
 
 use common::{chain_recipe, load};
 use composer::config::EngineSettings;
@@ -154,25 +156,12 @@ fn main() {
     for r in &rows {
         println!("{r}");
     }
-    write_section(&rows);
-}
-
-/// Replaces the lines between the durable markers of docs/benchmarks.md.
-fn write_section(rows: &[String]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return;
-    };
-    let (start, end) = ("<!-- durable:start -->", "<!-- durable:end -->");
-    let body = format!(
-        "{start}\n| bench | what | figure | target |\n| --- | --- | --- | --- |\n{}\n{end}",
-        rows.join("\n")
-    );
-    let new = match (text.find(start), text.find(end)) {
-        (Some(a), Some(b)) if b > a => format!("{}{}{}", &text[..a], body, &text[b + end.len()..]),
-        _ => format!(
-            "{text}\n## Durable runs (written by `cargo bench --bench durable`)\n\n{body}\n"
+    doc::write_section(
+        "durable",
+        "Durable runs (written by `cargo bench --bench durable`)",
+        &format!(
+            "| bench | what | figure | target |\n| --- | --- | --- | --- |\n{}",
+            rows.join("\n")
         ),
-    };
-    let _ = std::fs::write(&path, new);
+    );
 }

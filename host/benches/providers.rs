@@ -28,6 +28,8 @@
     clippy::print_stderr
 )]
 
+#[path = "common/doc.rs"]
+mod doc;
 #[path = "../../tests/all/providers/fake.rs"]
 mod fake;
 
@@ -253,28 +255,6 @@ fn median_run(
     times[RUNS / 2]
 }
 
-/// Replaces the text between the `providers-defaults` markers of
-/// docs/benchmarks.md.
-fn write_table(table: &str) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md");
-    let begin = "<!-- providers-defaults:begin -->";
-    let end = "<!-- providers-defaults:end -->";
-    let Ok(doc) = std::fs::read_to_string(path) else {
-        eprintln!("cannot read {path}; table not written");
-        return;
-    };
-    let (Some(a), Some(b)) = (doc.find(begin), doc.find(end)) else {
-        eprintln!("no providers-defaults markers in {path}; table not written");
-        return;
-    };
-    let updated = format!("{}{begin}\n{table}{}", &doc[..a], &doc[b..]);
-    if let Err(e) = std::fs::write(path, updated) {
-        eprintln!("cannot write {path}: {e}");
-    } else {
-        println!("written to docs/benchmarks.md");
-    }
-}
-
 /// The recipes at default settings, beside their ideal.
 fn default_settings_recipes() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -336,7 +316,11 @@ fn default_settings_recipes() {
             table.push_str(&line);
         }
     }
-    write_table(&table);
+    doc::write_section(
+        "providers-defaults",
+        "Provider rate limits at default settings",
+        &table,
+    );
 }
 
 fn main() {
