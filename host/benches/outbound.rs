@@ -75,17 +75,7 @@ async fn search(cache: &Path, hosts: &[String], base: &str) -> WasmFunction {
 }
 
 fn context(out: &Path) -> CallContext {
-    CallContext {
-        out_dir: out.to_path_buf(),
-        read_grants: Vec::new(),
-        node: "bench".into(),
-        on_log: None,
-        on_progress: None,
-        on_usage: None,
-        caps: None,
-        on_http: None,
-        policy: None,
-    }
+    CallContext::bare(out, "bench")
 }
 
 fn query() -> Value {

@@ -124,17 +124,7 @@ pub async fn run_cases(
     let (plugin, functions) = describe_file(host, component)
         .await
         .map_err(|e| PluginCliError::Host(e.to_string()))?;
-    let ctx = CallContext {
-        out_dir: out_dir.to_path_buf(),
-        read_grants: Vec::new(),
-        node: "test".into(),
-        on_log: None,
-        on_progress: None,
-        on_usage: None,
-        caps: None,
-        on_http: None,
-        policy: None,
-    };
+    let ctx = CallContext::bare(out_dir, "test");
     let mut results = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let label = case.label(i);

@@ -66,6 +66,24 @@ pub struct CallContext {
     pub policy: Option<Arc<RunPluginPolicy>>,
 }
 
+impl CallContext {
+    /// A call that may use `out_dir` and nothing else of a run, reporting
+    /// nothing (`composer plugin test`, benches, tests).
+    pub fn bare(out_dir: &std::path::Path, node: &str) -> CallContext {
+        CallContext {
+            out_dir: out_dir.to_path_buf(),
+            read_grants: Vec::new(),
+            node: node.to_string(),
+            on_log: None,
+            on_progress: None,
+            on_usage: None,
+            caps: None,
+            on_http: None,
+            policy: None,
+        }
+    }
+}
+
 /// What a run's plugins may reach and read when the run brings its own
 /// grants (a tenant's config in hosted mode) instead of the process's.
 #[derive(Debug, Clone, Default)]

@@ -272,19 +272,12 @@ pub fn call_context(out: &Path) -> (CallContext, Logs) {
     let logs: Logs = Arc::default();
     let sink = logs.clone();
     let ctx = CallContext {
-        out_dir: out.to_path_buf(),
-        read_grants: Vec::new(),
-        node: "test".into(),
         on_log: Some(Arc::new(move |level: &str, message: &str| {
             sink.lock()
                 .unwrap()
                 .push((level.to_string(), message.to_string()));
         })),
-        on_progress: None,
-        on_usage: None,
-        caps: None,
-        on_http: None,
-        policy: None,
+        ..CallContext::bare(out, "test")
     };
     (ctx, logs)
 }
