@@ -119,19 +119,22 @@ impl Database {
         let mut conn = Connection::open(path).map_err(describe)?;
         conn.busy_timeout(Duration::from_millis(2_000))
             .map_err(describe)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(describe)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(describe)?;
-        // One process at a time creates and migrates: two opening a fresh
-        // file together (a server and a CLI run) would otherwise both add
-        // the same column, and the second would fail.
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(describe)?;
-        tx.execute_batch(SCHEMA).map_err(describe)?;
-        migrate(&tx).map_err(describe)?;
-        tx.commit().map_err(describe)?;
+        // SQLite answers BUSY without waiting on its busy handler in a few
+        // cases (two connections switching a fresh file to WAL, or one
+        // recovering the WAL while another begins): those are retried
+        // whole, for a bounded time, before the file counts as locked.
+        let deadline = std::time::Instant::now() + Duration::from_secs(4);
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match prepare(&mut conn) {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(describe(e)),
+            }
+        }
         Ok(Database {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -160,6 +163,26 @@ impl Database {
         })?;
         f(&mut conn).map_err(|e| StoreError::sqlite(&self.path, e))
     }
+}
+
+/// WAL mode, then the schema and its migrations in one IMMEDIATE
+/// transaction: one process at a time creates and migrates, since two
+/// opening a fresh file together (a server and a CLI run) would otherwise
+/// both add the same column and the second would fail.
+fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(SCHEMA)?;
+    migrate(&tx)?;
+    tx.commit()
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
