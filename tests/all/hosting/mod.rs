@@ -3,6 +3,7 @@
 //! real server process on 127.0.0.1.
 
 mod durable;
+mod kinds;
 mod serve;
 
 use crate::providers::fake::{Fake, Fault};

@@ -1,10 +1,10 @@
 //! The corpus from its own folders on a clean machine (issue 13): after the
 //! README's install command (`scripts/build-plugins.sh --install`, into a
-//! fresh `$XDG_DATA_HOME`), every corpus recipe validates when `composer`
-//! is started in the recipe's folder, far from the repository, and
-//! `news_summary.json` runs end to end there against a fake Perplexity API
-//! and mock models, its request counted in `--metrics` and drawn in
-//! `--trace`; without the key it stops before any request.
+//! fresh `$XDG_DATA_HOME`), every corpus recipe validates and runs on the
+//! mock models when `composer` is started in the recipe's folder, far from
+//! the repository; `news_summary.json` runs end to end there against a
+//! fake Perplexity API and mock models, its request counted in `--metrics`
+//! and drawn in `--trace`; without the key it stops before any request.
 
 use super::fake_perplexity::{FakePerplexity, KEY};
 use super::{bin_with_env, repo, Cli};
@@ -111,6 +111,45 @@ fn every_corpus_recipe_validates_from_its_own_folder_after_install() {
             !cli.stderr.contains("warning:"),
             "{relative}:\n{}",
             cli.describe()
+        );
+    }
+    // And they run there, unchanged, on the mock models (news_summary.json
+    // needs its search API: the next test runs it against a fake).
+    let runs: [(&str, &[&str], &str); 3] = [
+        ("01_articles/article.json", &[], "generate_article"),
+        (
+            "01_articles/better_article.yaml",
+            &["-i", "topic=honey bees"],
+            "final_article",
+        ),
+        (
+            "04_map_reduce_podcast/full_podcast.yaml",
+            &[],
+            "final_podcast_details",
+        ),
+    ];
+    for (relative, inputs, key) in runs {
+        let file = m.corpus.join(relative);
+        let folder = file.parent().unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let out = m.root.join("out");
+        let mut args = vec![
+            "run",
+            name.as_str(),
+            "--model",
+            "mock/echo",
+            "--json",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(inputs);
+        let cli = m.composer(folder, &args, &[]);
+        assert_eq!(cli.code, Some(0), "{relative}:\n{}", cli.describe());
+        let outputs: Value = serde_json::from_str(&cli.stdout)
+            .unwrap_or_else(|e| panic!("{relative}: {e}\n{}", cli.describe()));
+        assert!(
+            !outputs[key].is_null(),
+            "{relative}: no `{key}` in {outputs}"
         );
     }
 }
