@@ -65,7 +65,11 @@ fn failure_kinds_reach_json_output_and_the_report() {
         ),
     );
     for (i, (node, kind, _)) in CASES.iter().enumerate() {
-        let recipe = write(root, &format!("r{i}.yaml"), &format!("name: r{i}\nnodes:\n  - {node}\n"));
+        let recipe = write(
+            root,
+            &format!("r{i}.yaml"),
+            &format!("name: r{i}\nnodes:\n  - {node}\n"),
+        );
         let out = composer_in(root, ["run", recipe.to_str().unwrap(), "--json"]);
         assert_eq!(out.code, Some(1), "{kind}: {}", out.describe());
         let v: Value = serde_json::from_str(&out.stdout)
@@ -86,7 +90,12 @@ fn failure_kinds_reach_json_output_and_the_report() {
         .as_array()
         .unwrap_or_else(|| panic!("no error groups in {report}"))
         .iter()
-        .map(|g| (g["kind"].as_str().unwrap_or("").to_string(), g["count"].as_u64().unwrap_or(0)))
+        .map(|g| {
+            (
+                g["kind"].as_str().unwrap_or("").to_string(),
+                g["count"].as_u64().unwrap_or(0),
+            )
+        })
         .collect();
     for (_, _, group) in CASES {
         assert!(
