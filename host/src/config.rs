@@ -34,7 +34,7 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
-            max_parallel_nodes: 64,
+            max_parallel_nodes: 256,
             output_dir: PathBuf::from("output"),
             map_concurrency: 32,
             allow_extra_inputs: false,

@@ -4,7 +4,7 @@
 //! usage and cost accounting.
 
 use super::limiter::headers::LimitReport;
-use super::limiter::{Cost, RateLimiter};
+use super::limiter::{Cost, Limiter, RateLimiter};
 use super::pricing::PriceTable;
 use super::retry::RetryPolicy;
 use super::settings::ProviderSettings;
@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 pub struct CallPolicy {
     pub provider: String,
-    pub limiter: RateLimiter,
+    /// The provider's limiter: in this process, or shared by every process.
+    pub limiter: Arc<dyn Limiter>,
     /// Limits of single models (`rate_limits."provider/model"`), applied on
     /// top of the provider's.
-    pub model_limiters: std::collections::HashMap<String, RateLimiter>,
+    pub model_limiters: std::collections::HashMap<String, Arc<dyn Limiter>>,
     pub retry: RetryPolicy,
     pub prices: Arc<PriceTable>,
 }
@@ -45,12 +46,12 @@ impl CallPolicy {
         let limit = settings.rate_limits.get(provider);
         Ok(CallPolicy {
             provider: provider.to_string(),
-            limiter: RateLimiter::new(
+            limiter: Arc::new(RateLimiter::new(
                 limit.map(|l| l.calls_per_minute),
                 limit.map(|l| l.tokens_per_minute),
                 settings.max_concurrency,
                 true,
-            ),
+            )),
             model_limiters: settings
                 .rate_limits
                 .iter()
@@ -58,12 +59,12 @@ impl CallPolicy {
                     let model = key.strip_prefix(provider)?.strip_prefix('/')?;
                     Some((
                         model.to_string(),
-                        RateLimiter::new(
+                        Arc::new(RateLimiter::new(
                             Some(l.calls_per_minute),
                             Some(l.tokens_per_minute),
                             settings.max_concurrency,
                             false,
-                        ),
+                        )) as Arc<dyn Limiter>,
                     ))
                 })
                 .collect(),

@@ -16,7 +16,9 @@
 //! Without headers or a configured limit, nothing but the cap applies.
 //!
 //! All of it is one `State` behind one lock, plain numbers and times: what a
-//! shared backend (Redis) would hold for a fleet of processes.
+//! shared backend (Redis) would hold for a fleet of processes. Callers see
+//! only the `Limiter` trait, so such a backend slots in beside
+//! `RateLimiter`, the in-process one, without touching them.
 //!
 //! Built on tokio's clock (so tests can pause time) rather than a crate
 //! with its own clock.
@@ -26,7 +28,7 @@ pub mod window;
 
 use headers::{Budget, LimitReport, BUDGETS};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -149,30 +151,91 @@ impl State {
     }
 }
 
+/// Where one provider's (or model's) rate-limit state lives: in this
+/// process (`RateLimiter`), or in a store every process shares.
+#[async_trait::async_trait]
+pub trait Limiter: Send + Sync {
+    /// Waits until one call to `model` of about `cost` may go, and takes a
+    /// slot for it. Returns the slot and the time spent waiting for budgets
+    /// (time waiting for a slot in flight is not a rate-limit wait).
+    async fn acquire(&self, model: &str, cost: Cost) -> (Slot, Duration);
+    /// What a reply said (`None`: it carried no headers we know, e.g. a
+    /// call that is not HTTP). Any reply ends the cold wave.
+    fn observe(&self, slot: &Slot, report: Option<&LimitReport>);
+    /// A 429 that said how long to wait: every call waits it out.
+    fn block_for(&self, wait: Duration);
+    /// Corrects the token estimate with what the call really used.
+    fn settle_tokens(&self, estimated: u64, actual: u64);
+    /// A 429: fewer calls in flight (multiplicative decrease).
+    fn on_rate_limited(&self);
+    /// A success: one more call in flight (additive increase).
+    fn on_success(&self);
+    /// The calls allowed in flight once warm.
+    fn concurrency_limit(&self) -> usize;
+}
+
+/// What frees a slot in its limiter's books: the model and the cost taken.
+type Release = Box<dyn FnOnce(&str, Cost) + Send + Sync>;
+
+/// A call's place in flight; dropping it frees the place.
+pub struct Slot {
+    pub model: String,
+    pub cost: Cost,
+    release: Option<Release>,
+}
+
+impl Slot {
+    /// A slot that `release` frees (the backend's own bookkeeping).
+    pub fn new(
+        model: &str,
+        cost: Cost,
+        release: impl FnOnce(&str, Cost) + Send + Sync + 'static,
+    ) -> Slot {
+        Slot {
+            model: model.to_string(),
+            cost,
+            release: Some(Box::new(release)),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release(&self.model, self.cost);
+        }
+    }
+}
+
+/// The in-process limiter: what this process's own calls taught and use.
 pub struct RateLimiter {
+    shared: Arc<Shared>,
+}
+
+/// The state and its wake-ups, shared with the slots handed out.
+struct Shared {
     state: Mutex<State>,
     freed: Notify,
 }
 
-/// A call slot; dropping it frees the slot.
-pub struct Permit<'a> {
-    limiter: &'a RateLimiter,
-    model: String,
-    cost: Cost,
-}
+impl Shared {
+    /// The state; a poisoned lock (a panic elsewhere) lets calls through
+    /// rather than stopping every run.
+    fn lock(&self) -> Option<MutexGuard<'_, State>> {
+        self.state.lock().ok()
+    }
 
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        if let Some(mut s) = self.limiter.lock() {
+    fn release(&self, model: &str, cost: Cost) {
+        if let Some(mut s) = self.lock() {
             s.in_flight = s.in_flight.saturating_sub(1);
-            if let Some(l) = s.by_model.get_mut(&self.model) {
+            if let Some(l) = s.by_model.get_mut(model) {
                 l.in_flight = l.in_flight.saturating_sub(1);
                 let t = &mut l.tokens_in_flight;
-                t.input_tokens = t.input_tokens.saturating_sub(self.cost.input_tokens);
-                t.output_tokens = t.output_tokens.saturating_sub(self.cost.output_tokens);
+                t.input_tokens = t.input_tokens.saturating_sub(cost.input_tokens);
+                t.output_tokens = t.output_tokens.saturating_sub(cost.output_tokens);
             }
         }
-        self.limiter.freed.notify_waiters();
+        self.freed.notify_waiters();
     }
 }
 
@@ -191,37 +254,42 @@ impl RateLimiter {
                 .filter(|p| *p > 0.0 && p.is_finite())
                 .map(|p| Bucket::new(p, now))
         };
+        let state = State {
+            calls: bucket(calls_per_minute),
+            tokens: bucket(tokens_per_minute),
+            by_model: HashMap::new(),
+            blocked_until: None,
+            limit: max_concurrency.max(1),
+            max: max_concurrency.max(1),
+            in_flight: 0,
+            warm: !cold,
+        };
         RateLimiter {
-            state: Mutex::new(State {
-                calls: bucket(calls_per_minute),
-                tokens: bucket(tokens_per_minute),
-                by_model: HashMap::new(),
-                blocked_until: None,
-                limit: max_concurrency.max(1),
-                max: max_concurrency.max(1),
-                in_flight: 0,
-                warm: !cold,
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                freed: Notify::new(),
             }),
-            freed: Notify::new(),
         }
     }
 
-    /// The state; a poisoned lock (a panic elsewhere) lets calls through
-    /// rather than stopping every run.
-    fn lock(&self) -> Option<MutexGuard<'_, State>> {
-        self.state.lock().ok()
+    /// What this process believes is left of a budget the provider reports
+    /// for `model` (`None`: not reported). For metrics and tests.
+    pub fn learned_remaining(&self, model: &str, budget: Budget) -> Option<f64> {
+        let s = self.shared.lock()?;
+        s.by_model.get(model)?.windows.get(&budget)?.remaining()
     }
+}
 
-    /// Waits until one call to `model` of about `cost` may go, and takes a
-    /// slot for it. Returns the slot and the time spent waiting for budgets
-    /// (time waiting for a slot in flight is not a rate-limit wait).
-    pub async fn acquire(&self, model: &str, cost: Cost) -> (Permit<'_>, Duration) {
+#[async_trait::async_trait]
+impl Limiter for RateLimiter {
+    async fn acquire(&self, model: &str, cost: Cost) -> (Slot, Duration) {
+        let shared = &self.shared;
         let mut waited = Duration::ZERO;
         loop {
             // Registered before the check, so a slot freed meanwhile wakes us.
-            let freed = self.freed.notified();
+            let freed = shared.freed.notified();
             let ready_at = {
-                let Some(mut s) = self.lock() else { break };
+                let Some(mut s) = shared.lock() else { break };
                 let now = Instant::now();
                 match s.ready_at(model, cost, now) {
                     Some(at) => Some(at),
@@ -241,27 +309,22 @@ impl RateLimiter {
                 None => freed.await,
             }
         }
-        (
-            Permit {
-                limiter: self,
-                model: model.to_string(),
-                cost,
-            },
-            waited,
-        )
+        let owner = shared.clone();
+        let slot = Slot::new(model, cost, move |model, cost| owner.release(model, cost));
+        (slot, waited)
     }
 
-    /// What a reply said (`None`: it carried no headers we know, e.g. a
-    /// call that is not HTTP). Any reply ends the cold wave.
-    pub fn observe(&self, permit: &Permit<'_>, report: Option<&LimitReport>) {
-        let Some(mut s) = self.lock() else { return };
+    fn observe(&self, slot: &Slot, report: Option<&LimitReport>) {
+        let Some(mut s) = self.shared.lock() else {
+            return;
+        };
         s.warm = true;
         if let Some(report) = report.filter(|r| r.has_windows()) {
             let now = Instant::now();
-            let learned = s.by_model.entry(permit.model.clone()).or_default();
+            let learned = s.by_model.entry(slot.model.clone()).or_default();
             for budget in BUDGETS {
                 if let Some(w) = report.window(budget) {
-                    let others = (learned.in_flight_of(budget) - permit.cost.of(budget)).max(0.0);
+                    let others = (learned.in_flight_of(budget) - slot.cost.of(budget)).max(0.0);
                     learned
                         .windows
                         .entry(budget)
@@ -272,20 +335,18 @@ impl RateLimiter {
         }
         drop(s);
         // The cap may have opened.
-        self.freed.notify_waiters();
+        self.shared.freed.notify_waiters();
     }
 
-    /// A 429 that said how long to wait: every call waits it out.
-    pub fn block_for(&self, wait: Duration) {
-        if let Some(mut s) = self.lock() {
+    fn block_for(&self, wait: Duration) {
+        if let Some(mut s) = self.shared.lock() {
             let until = Instant::now() + wait;
             s.blocked_until = Some(s.blocked_until.map_or(until, |b| b.max(until)));
         }
     }
 
-    /// Corrects the token estimate with what the call really used.
-    pub fn settle_tokens(&self, estimated: u64, actual: u64) {
-        if let Some(mut s) = self.lock() {
+    fn settle_tokens(&self, estimated: u64, actual: u64) {
+        if let Some(mut s) = self.shared.lock() {
             if let Some(t) = s.tokens.as_mut() {
                 t.level += estimated as f64 - actual as f64;
                 t.level = t.level.min(t.capacity);
@@ -293,33 +354,25 @@ impl RateLimiter {
         }
     }
 
-    /// A 429: halve the calls allowed in flight (multiplicative decrease).
-    pub fn on_rate_limited(&self) {
-        if let Some(mut s) = self.lock() {
+    /// Halves the calls allowed in flight.
+    fn on_rate_limited(&self) {
+        if let Some(mut s) = self.shared.lock() {
             s.limit = (s.limit / 2).max(1);
         }
     }
 
-    /// A success: allow one more call in flight (additive increase).
-    pub fn on_success(&self) {
-        if let Some(mut s) = self.lock() {
+    /// Allows one more call in flight, up to the configured maximum.
+    fn on_success(&self) {
+        if let Some(mut s) = self.shared.lock() {
             if s.limit < s.max {
                 s.limit += 1;
             }
         }
-        self.freed.notify_waiters();
+        self.shared.freed.notify_waiters();
     }
 
-    /// The calls allowed in flight once warm (the AIMD limit).
-    pub fn concurrency_limit(&self) -> usize {
-        self.lock().map(|s| s.limit).unwrap_or(1)
-    }
-
-    /// What this process believes is left of a budget the provider reports
-    /// for `model` (`None`: not reported). For metrics and tests.
-    pub fn learned_remaining(&self, model: &str, budget: Budget) -> Option<f64> {
-        let s = self.lock()?;
-        s.by_model.get(model)?.windows.get(&budget)?.remaining()
+    fn concurrency_limit(&self) -> usize {
+        self.shared.lock().map(|s| s.limit).unwrap_or(1)
     }
 }
 
