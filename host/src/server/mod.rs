@@ -31,6 +31,8 @@ pub struct ServerState {
     pub tenants: Vec<Arc<Tenant>>,
     pub hub: Arc<Hub>,
     pub quotas: Arc<QuotaState>,
+    /// Run files, `<tenant>/runs/<run id>/` under the data folder.
+    pub blobs: Arc<dyn crate::store::blobs::BlobStore>,
     pub settings: config::ServerSettings,
     /// New work for the worker.
     pub wake: Notify,
@@ -126,6 +128,9 @@ impl ServerState {
             tenants,
             hub: Arc::new(Hub::default()),
             quotas: QuotaState::new(db),
+            blobs: Arc::new(crate::store::blobs::FsBlobs {
+                root: server.data_dir.clone(),
+            }),
             settings: server,
             wake: Notify::new(),
             finished,

@@ -532,7 +532,10 @@ async fn start_run(
         .admit(tenant.id(), &tenant.settings.quotas, unfinished)
         .map_err(|e| ApiError::quota(&e))?;
     let run_id = runner::new_run_id();
-    let out_dir = tenant.runs_dir().join(&run_id);
+    let out_dir = state
+        .blobs
+        .run_dir(&tenant.blob_scope(), &run_id)
+        .map_err(|e| ApiError::internal(format!("cannot create the run's folder: {e}")))?;
     let new = NewRun {
         id: run_id.clone(),
         tenant: tenant.id().to_string(),
@@ -897,31 +900,21 @@ async fn stream_events(
 
 // ---------------------------------------------------------------- files
 
-fn run_dir(run: &RunRecord) -> Option<PathBuf> {
-    run.spec
-        .as_ref()
-        .and_then(|s| s.get("out_dir"))
-        .and_then(|d| d.as_str())
-        .map(PathBuf::from)
-}
-
 async fn list_files(State(state): Shared, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
     let tenant = tenant_of(&state, &headers)?;
     let run = own_run(&state, &tenant, &id).await?;
-    let mut files = Vec::new();
-    if let Some(dir) = run_dir(&run) {
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                if e.path().is_file() {
-                    files.push(json!({
-                        "name": e.file_name().to_string_lossy(),
-                        "bytes": e.metadata().map(|m| m.len()).unwrap_or(0),
-                        "content_type": content_type(&e.path()),
-                    }));
-                }
-            }
-        }
-    }
+    let files: Vec<Value> = state
+        .blobs
+        .run_files(&tenant.blob_scope(), &run.id)
+        .into_iter()
+        .map(|f| {
+            json!({
+                "name": f.name,
+                "bytes": f.bytes,
+                "content_type": content_type(std::path::Path::new(&f.name)),
+            })
+        })
+        .collect();
     Ok(Json(json!({"files": files})).into_response())
 }
 
@@ -946,10 +939,10 @@ async fn get_file(
     let tenant = tenant_of(&state, &headers)?;
     let run = own_run(&state, &tenant, &id).await?;
     let not_found = || ApiError::not_found(&format!("file `{name}` of run `{id}`"));
-    if !crate::store::blobs::is_plain_name(&name) {
-        return Err(not_found());
-    }
-    let path = run_dir(&run).map(|d| d.join(&name)).ok_or_else(not_found)?;
+    let path = state
+        .blobs
+        .run_file(&tenant.blob_scope(), &run.id, &name)
+        .ok_or_else(not_found)?;
     let bytes = tokio::fs::read(&path).await.map_err(|_| not_found())?;
     Ok(([(header::CONTENT_TYPE, content_type(&path))], bytes).into_response())
 }

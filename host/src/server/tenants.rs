@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use subtle::ConstantTimeEq;
 
+/// The folder of a tenant's run files.
+const RUNS: &str = "runs";
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -65,7 +68,12 @@ impl Tenant {
     }
 
     pub fn runs_dir(&self) -> PathBuf {
-        self.data_dir.join("runs")
+        self.data_dir.join(RUNS)
+    }
+
+    /// Where this tenant's run files are in the server's blob store.
+    pub fn blob_scope(&self) -> String {
+        format!("{}/{RUNS}", self.id())
     }
 
     pub fn plugins_dir(&self) -> PathBuf {
