@@ -1,0 +1,232 @@
+//! Plugin languages side by side in one run: the same trivial function
+//! (`echo`, its input back) in the Rust, Python and JavaScript test
+//! plugins (`plugins/dist/test/hostile*.wasm`):
+//! - loading the component: compiling it (no cache) versus the on-disk
+//!   compiled cache;
+//! - one call in a fresh instance (instantiate, call, drop), with fuel and a
+//!   deadline on, as nodes call plugins (median);
+//! - a 1,000-item map of calls through the whole engine (items per second).
+//!
+//! Needs the plugins built (`bash scripts/build-plugins.sh`). Run with
+//! `cargo bench --bench languages`; it rewrites the languages section of
+//! `docs/benchmarks.md`.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+#[path = "common/doc.rs"]
+mod doc;
+
+use composer::config::EngineSettings;
+use composer::engine::events::NoEvents;
+use composer::engine::run::Services;
+use composer::engine::runner::{run_recipe, RunRequest};
+use composer::plugins::catalog::{register_project_plugins, PluginHost, PluginSettings};
+use composer::plugins::runtime::{PluginRuntime, RuntimeSettings};
+use composer::plugins::PluginLimits;
+use composer::recipe::document::Format;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LANGUAGES: [(&str, &str, usize); 3] = [
+    ("Rust", "hostile", 2_000),
+    ("Python", "hostile_py", 200),
+    ("JavaScript", "hostile_js", 200),
+];
+
+const MAP: &str = r#"
+name: language map
+nodes:
+  - id: each
+    type: map
+    over: "{{ range(1000) | list }}"
+    max_concurrency: auto
+    task:
+      type: function_task
+      function_identifier: echo
+      input: {n: "{{ item }}"}
+"#;
+
+fn component(stem: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/dist/test")
+        .join(format!("{stem}.wasm"));
+    assert!(
+        p.is_file(),
+        "build the plugins first: bash scripts/build-plugins.sh"
+    );
+    p
+}
+
+fn runtime(cache: Option<PathBuf>) -> PluginRuntime {
+    PluginRuntime::new(RuntimeSettings {
+        max_instances: 64,
+        max_memory_bytes: PluginLimits::default().memory_bytes,
+        max_table_elements: PluginLimits::default().table_elements,
+        cache_dir: cache,
+        profile_dir: None,
+    })
+    .unwrap()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn fmt(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.2} s", d.as_secs_f64())
+    } else if d >= Duration::from_millis(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    }
+}
+
+struct Figures {
+    language: &'static str,
+    compile: Duration,
+    cached_load: Duration,
+    fresh_call: Duration,
+    map_per_sec: f64,
+    bytes: u64,
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    language: &'static str,
+    stem: &str,
+    calls: usize,
+) -> Figures {
+    let file = component(stem);
+    let cache = tempfile::tempdir().unwrap();
+
+    let started = Instant::now();
+    runtime(None).load(stem, &file).unwrap();
+    let compile = started.elapsed();
+
+    let plugins = runtime(Some(cache.path().to_path_buf()));
+    plugins.load(stem, &file).unwrap();
+    let cached_load = median(
+        (0..10)
+            .map(|_| {
+                let fresh = runtime(Some(cache.path().to_path_buf()));
+                let started = Instant::now();
+                fresh.load(stem, &file).unwrap();
+                started.elapsed()
+            })
+            .collect(),
+    );
+
+    let loaded = plugins.load(stem, &file).unwrap();
+    let limits = PluginLimits::default();
+    let input = r#"{"n": 1}"#;
+    // Warm-up: the first calls fault pages of the image in.
+    for _ in 0..10 {
+        rt.block_on(plugins.call(&loaded, "echo", input, &limits, &[], None))
+            .unwrap();
+    }
+    let fresh_call = median(
+        (0..calls)
+            .map(|_| {
+                let started = Instant::now();
+                rt.block_on(plugins.call(&loaded, "echo", input, &limits, &[], None))
+                    .unwrap();
+                started.elapsed()
+            })
+            .collect(),
+    );
+
+    let recipe = composer::recipe::load_str(MAP, Format::Yaml, Path::new("."))
+        .unwrap()
+        .recipe;
+    let host = PluginHost::new(PluginSettings {
+        paths: vec![file.clone()],
+        cache_dir: cache.path().to_path_buf(),
+        ..PluginSettings::default()
+    });
+    let mut services = Services::new(EngineSettings::default());
+    rt.block_on(register_project_plugins(&host, &mut services.functions));
+    let services = Arc::new(services);
+    let out = tempfile::tempdir().unwrap();
+    let run = || {
+        let request = RunRequest {
+            recipe: recipe.clone(),
+            inputs: Default::default(),
+            model_override: None,
+            out_root: out.path().to_path_buf(),
+            replies: Default::default(),
+            events: Arc::new(NoEvents),
+            allow_extra_inputs: false,
+            cache_mode: Default::default(),
+        };
+        let started = Instant::now();
+        let outcome = rt.block_on(run_recipe(services.clone(), request)).unwrap();
+        assert!(outcome.success(), "{language}: {:?}", outcome.error);
+        started.elapsed()
+    };
+    run();
+    let map = median((0..3).map(|_| run()).collect());
+
+    Figures {
+        language,
+        compile,
+        cached_load,
+        fresh_call,
+        map_per_sec: 1_000.0 / map.as_secs_f64(),
+        bytes: std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0),
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let figures: Vec<Figures> = LANGUAGES
+        .iter()
+        .map(|(language, stem, calls)| {
+            let f = measure(&rt, language, stem, *calls);
+            println!(
+                "{language}: compile {}, cached load {}, fresh call {}, map {:.0} items/s",
+                fmt(f.compile),
+                fmt(f.cached_load),
+                fmt(f.fresh_call),
+                f.map_per_sec
+            );
+            f
+        })
+        .collect();
+    let rust = &figures[0];
+    let mut body = String::from(
+        "`cargo bench --bench languages`, release build, this machine (2 cores, shared), \
+         one run, all three languages measured one after the other. `echo` returns its \
+         input; a fresh instance per call with fuel and a deadline on, as nodes call \
+         plugins. Ratios are against Rust.\n\n\
+         | language | component | compile (no cache) | load from cache | call, fresh instance (median) | 1,000-item map |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for f in &figures {
+        let _ = writeln!(
+            body,
+            "| {} | {:.1} MB | {} | {} | {} ({:.0}×) | {:.0} items/s ({:.2}×) |",
+            f.language,
+            f.bytes as f64 / 1e6,
+            fmt(f.compile),
+            fmt(f.cached_load),
+            fmt(f.fresh_call),
+            f.fresh_call.as_secs_f64() / rust.fresh_call.as_secs_f64(),
+            f.map_per_sec,
+            f.map_per_sec / rust.map_per_sec,
+        );
+    }
+    doc::write_section("languages", "Plugin languages side by side", &body);
+}
