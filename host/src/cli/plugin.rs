@@ -43,6 +43,16 @@ pub enum PluginCommand {
         /// The plugin's folder (default: the current folder).
         path: Option<PathBuf>,
     },
+    /// Put a plugin where composer finds it from any folder: the user's
+    /// plugin folder (`$XDG_DATA_HOME/composer/plugins`). The component is
+    /// checked first (it must describe its functions under the limits).
+    Install {
+        /// A `.wasm` component, or a plugin's folder (built first).
+        path: PathBuf,
+        /// Install into this folder instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Show a component's functions, imports, size and hash.
     Inspect { file: PathBuf },
     /// List the functions composer can call, with their scopes.
@@ -60,6 +70,7 @@ pub fn run(command: PluginCommand, settings: PluginSettings) -> ExitCode {
             build_command(&path.unwrap_or_else(here), out.as_deref(), force)
         }
         PluginCommand::Test { path } => test_command(&path.unwrap_or_else(here), settings),
+        PluginCommand::Install { path, dir } => install_command(&path, dir, settings),
         PluginCommand::Inspect { file } => return inspect(&file, settings),
         PluginCommand::List { json } => return list(settings, json),
     };
@@ -116,9 +127,68 @@ fn build_command(dir: &Path, out: Option<&Path>, force: bool) -> Result<ExitCode
         built.size / 1024
     );
     if out.is_none() {
-        println!("copy it into a plugin folder (default `plugins/dist`) to use it");
+        println!(
+            "install it with `composer plugin install {}` to call it from any folder",
+            dir.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn install_command(
+    path: &Path,
+    dir: Option<PathBuf>,
+    settings: PluginSettings,
+) -> Result<ExitCode, PluginCliError> {
+    let component = if path.is_dir() {
+        build_project(path, None, false)?.1.component
+    } else {
+        path.to_path_buf()
+    };
+    let invalid = |message: String| PluginCliError::InvalidComponent {
+        path: component.clone(),
+        message,
+    };
+    if component.extension().and_then(|e| e.to_str()) != Some("wasm") {
+        return Err(invalid("a component file ends in `.wasm`".into()));
+    }
+    let name = component
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rt = runtime()?;
+    let host = PluginHost::new(settings);
+    let functions = rt
+        .block_on(function_names(&host, &name, &component))
+        .map_err(invalid)?;
+    let folder = match dir {
+        Some(d) => d,
+        None => crate::plugins::discovery::user_plugin_dir().ok_or(PluginCliError::NoUserFolder)?,
+    };
+    std::fs::create_dir_all(&folder).map_err(|e| PluginCliError::io("create", &folder, e))?;
+    // Copied beside, then renamed: a run starting meanwhile sees the old
+    // component or the new one, never half of one.
+    let target = folder.join(format!("{name}.wasm"));
+    let partial = folder.join(format!(".{name}.wasm.{}.partial", std::process::id()));
+    std::fs::copy(&component, &partial).map_err(|e| PluginCliError::io("copy", &partial, e))?;
+    std::fs::rename(&partial, &target).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        PluginCliError::io("install", &target, e)
+    })?;
+    println!("installed {} ({})", target.display(), functions.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The names of a component's functions, as its `describe` reports them
+/// under the limits configured for it.
+async fn function_names(host: &PluginHost, name: &str, file: &Path) -> Result<Vec<String>, String> {
+    let runtime = host.runtime()?;
+    let loaded = runtime.load(name, file).map_err(|e| e.to_string())?;
+    let functions = runtime
+        .describe(&loaded, &host.limits_for(name))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(functions.into_iter().map(|f| f.name).collect())
 }
 
 fn test_command(dir: &Path, settings: PluginSettings) -> Result<ExitCode, PluginCliError> {
@@ -221,6 +291,12 @@ fn inspect(file: &Path, settings: PluginSettings) -> ExitCode {
 }
 
 fn list(settings: PluginSettings, json: bool) -> ExitCode {
+    // What a run started here would find: the configured folders, then the
+    // search path's (environment, user folder, beside the binary).
+    let settings = PluginSettings {
+        paths: crate::plugins::discovery::search_path(&settings.paths, None),
+        ..settings
+    };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {

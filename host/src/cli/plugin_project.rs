@@ -47,6 +47,10 @@ pub enum PluginCliError {
     Tests { path: PathBuf, message: String },
     #[error("{0}")]
     Host(String),
+    #[error("`{}` is not a plugin: {message}", path.display())]
+    InvalidComponent { path: PathBuf, message: String },
+    #[error("no user plugin folder: neither XDG_DATA_HOME nor HOME is set; pass --dir")]
+    NoUserFolder,
 }
 
 impl PluginCliError {
@@ -241,11 +245,14 @@ fn tests_json(name: &str) -> String {
 
 const GITIGNORE: &str = "dist/\ntarget/\n__pycache__/\nnode_modules/\n";
 
+/// The Rust guest SDK, as this composer was built with it: written into
+/// every new Rust plugin, so the plugin builds wherever it is, with no path
+/// into composer's source tree.
+const SDK_FOLDER: &str = "composer-plugin-sdk";
+const SDK_MANIFEST: &str = include_str!("../../../plugin-sdk/Cargo.toml");
+const SDK_LIB: &str = include_str!("../../../plugin-sdk/src/lib.rs");
+
 fn rust_files(name: &str) -> Vec<(&'static str, String)> {
-    // The SDK this composer was built with; a crate elsewhere can point at
-    // its own copy.
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk");
-    let sdk = std::fs::canonicalize(&sdk).unwrap_or(sdk);
     let cargo_toml = format!(
         r#"[package]
 name = "{name}"
@@ -256,7 +263,9 @@ edition = "2021"
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
-composer-plugin-sdk = {{ path = "{sdk}" }}
+# The SDK and WIT contract of the composer that made this plugin (a copy,
+# so the plugin builds anywhere, offline).
+composer-plugin-sdk = {{ path = "{SDK_FOLDER}" }}
 serde = {{ version = "1", features = ["derive"] }}
 serde_json = "1"
 
@@ -268,8 +277,7 @@ panic = "abort"
 
 # A plugin builds on its own, outside any enclosing workspace.
 [workspace]
-"#,
-        sdk = sdk.display()
+"#
     );
     let lib_rs = format!(
         r#"//! `{name}`: describe what it does and its input and output here.
@@ -311,6 +319,12 @@ mod tests {{
         ("src/lib.rs", lib_rs),
         (TESTS_FILE, tests_json(name)),
         (".gitignore", GITIGNORE.into()),
+        ("composer-plugin-sdk/Cargo.toml", SDK_MANIFEST.into()),
+        ("composer-plugin-sdk/src/lib.rs", SDK_LIB.into()),
+        (
+            "composer-plugin-sdk/wit/plugin.wit",
+            super::build::WIT.into(),
+        ),
     ]
 }
 

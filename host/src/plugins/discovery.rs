@@ -14,8 +14,8 @@
 //!    beside its recipes, or the repository's built ones);
 //! 4. the user's plugin folder, `$XDG_DATA_HOME/composer/plugins` (default
 //!    `~/.local/share/composer/plugins`), where
-//!    `scripts/build-plugins.sh --install` puts the standard plugins (and a
-//!    future `composer plugin install` would);
+//!    `scripts/build-plugins.sh --install` puts the standard plugins and
+//!    `composer plugin install` a user's own;
 //! 5. `share/composer/plugins` beside the installed executable
 //!    (`<prefix>/bin/composer` → `<prefix>/share/composer/plugins`).
 //!

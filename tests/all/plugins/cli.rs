@@ -201,6 +201,20 @@ fn plugin_new_and_build_make_a_callable_component() {
     assert!(manifest.contains("name = \"word_count\""), "{manifest}");
     assert!(manifest.contains("composer-plugin-sdk"), "{manifest}");
     assert!(manifest.contains("[workspace]"), "{manifest}");
+    // Standalone: the SDK and the WIT come with the plugin, and nothing in
+    // it points into composer's source tree.
+    assert!(
+        manifest.contains(r#"composer-plugin-sdk = { path = "composer-plugin-sdk" }"#),
+        "{manifest}"
+    );
+    for file in ["Cargo.toml", "src/lib.rs", "wit/plugin.wit"] {
+        assert!(
+            dir.join("composer-plugin-sdk").join(file).is_file(),
+            "{file}"
+        );
+    }
+    let source_tree = repo().to_string_lossy().into_owned();
+    assert!(!manifest.contains(&source_tree), "{manifest}");
     let lib = std::fs::read_to_string(dir.join("src").join("lib.rs")).unwrap();
     assert!(lib.contains("pub fn word_count("), "{lib}");
     assert!(lib.contains("export!(word_count:"), "{lib}");
@@ -258,6 +272,48 @@ fn plugin_new_and_build_make_a_callable_component() {
         "{}",
         inspected.describe()
     );
+
+    // Installed, it is found from any folder (the user's plugin folder).
+    let data = env.root.join("data");
+    let data_arg = path_arg(&data);
+    let installed = bin_with_env(
+        &env.root,
+        &["plugin".into(), "install".into(), path_arg(&component)],
+        &[("XDG_DATA_HOME", data_arg.as_str())],
+    );
+    assert_eq!(installed.code, Some(0), "{}", installed.describe());
+    let in_user_folder = data.join("composer/plugins/word_count.wasm");
+    assert!(in_user_folder.is_file(), "{}", installed.describe());
+    let elsewhere = env.root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(
+        elsewhere.join("count.yaml"),
+        "name: count\nnodes:\n  - {id: c, type: function_task, function_identifier: word_count, input: {text: \"a b c d\"}}\n",
+    )
+    .unwrap();
+    let ran = bin_with_env(
+        &elsewhere,
+        &["run", "count.yaml", "--json", "--out", "out"],
+        &[("XDG_DATA_HOME", data_arg.as_str())],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.describe());
+    let outputs: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(outputs["c"]["words"], 4, "{}", ran.describe());
+    // Something that is not a component is refused, and nothing installed.
+    let junk = env.root.join("junk.wasm");
+    std::fs::write(&junk, b"not a component").unwrap();
+    let refused = bin_with_env(
+        &env.root,
+        &["plugin".into(), "install".into(), path_arg(&junk)],
+        &[("XDG_DATA_HOME", data_arg.as_str())],
+    );
+    assert_eq!(refused.code, Some(1), "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("is not a plugin"),
+        "{}",
+        refused.describe()
+    );
+    assert!(!data.join("composer/plugins/junk.wasm").exists());
 
     // Copied into a plugin folder, it is callable.
     let folder = env.root.join("mine");

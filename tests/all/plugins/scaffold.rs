@@ -1,6 +1,7 @@
 //! `composer plugin new NAME --lang python|js` → `plugin test` (which
-//! builds) → `plugin build` (up to date) → `plugin inspect` → `composer run`
-//! of a recipe calling the new function, from an empty folder. The build
+//! builds) → `plugin build` (up to date) → `plugin inspect` → `plugin
+//! install` (into the user's plugin folder) → `composer run` of a recipe
+//! calling the new function, from an empty folder with no config. The build
 //! tools come from the folder `scripts/build-plugins.sh` installed them in
 //! (`COMPOSER_TOOLS_DIR`, default `.composer/tools`), so nothing is
 //! downloaded here. (Rust: `cli::plugin_new_and_build_make_a_callable_component`.)
@@ -24,14 +25,18 @@ fn scaffold_build_and_run(lang: &str) {
     let name = format!("count_{lang}");
     let dir = env.root.join(&name);
     let tools = tools().to_string_lossy().into_owned();
+    let data = env.root.join("data").to_string_lossy().into_owned();
     let composer = |args: &[&str]| {
-        let out = bin_with_env(&env.root, args, &[("COMPOSER_TOOLS_DIR", &tools)]);
+        let out = bin_with_env(
+            &env.root,
+            args,
+            &[("COMPOSER_TOOLS_DIR", &tools), ("XDG_DATA_HOME", &data)],
+        );
         assert_eq!(out.code, Some(0), "{args:?}\n{}", out.describe());
         out
     };
     let dir_arg = dir.to_string_lossy().into_owned();
     composer(&["plugin", "new", &name, "--lang", lang, "--dir", &dir_arg]);
-    env.write_config(&[dir.join("dist")]);
 
     let tested = composer(&["plugin", "test", &dir_arg]);
     assert!(
@@ -66,6 +71,15 @@ fn scaffold_build_and_run(lang: &str) {
         exports.ends_with(&["describe", "call"]),
         "{}",
         inspected.describe()
+    );
+
+    let installed = composer(&["plugin", "install", &dir_arg]);
+    assert!(
+        std::path::Path::new(&data)
+            .join(format!("composer/plugins/{name}.wasm"))
+            .is_file(),
+        "{}",
+        installed.describe()
     );
 
     let listed = composer(&["plugin", "list"]);
