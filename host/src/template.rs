@@ -69,6 +69,12 @@ fn new_environment() -> Environment<'static> {
     // Jinja2's truncate takes positional arguments (`truncate(90)`); the
     // contrib one only keywords. Recipe authors write Jinja2.
     env.add_filter("truncate", truncate);
+    // Jinja2 raises on division by zero; minijinja's `/` gives infinity,
+    // which would reach a prompt as `inf`.
+    env.set_formatter(|out, state, value| {
+        non_finite(value)?;
+        minijinja::escape_formatter(out, state, value)
+    });
     env.set_fuel(Some(FUEL));
     // Templates are looked up by their own source text: the environment then
     // compiles each distinct template once and owns it (until `Lru` evicts
@@ -255,11 +261,26 @@ pub fn render(source: &str, ctx: &Value) -> Result<String, TemplateError> {
     })
 }
 
+/// An infinite or NaN number is an error: in Jinja2 the division that
+/// made it raises (`1 / 0`, ZeroDivisionError).
+fn non_finite(value: &Value) -> Result<(), Error> {
+    match f64::try_from(value.clone()) {
+        Ok(x) if value.kind() == minijinja::value::ValueKind::Number && !x.is_finite() => {
+            Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("division by zero (the result would be `{x}`)"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Evaluates an expression to a value. An undefined result is an error
 /// naming the variable (the value would be used, i.e. "printed").
 pub fn eval(source: &str, ctx: &Value) -> Result<Value, TemplateError> {
     let expr = expression(source).map_err(|e| plain(&e))?;
     let value = expr.eval(ctx).map_err(|e| plain(&e))?;
+    non_finite(&value).map_err(|e| plain(&e))?;
     if value.is_undefined() {
         let mut missing: Vec<String> = expr
             .undeclared_variables(true)
@@ -390,6 +411,24 @@ fn is_undefined(name: &str, ctx: &Value) -> bool {
 mod tests {
     use super::*;
     use minijinja::context;
+
+    #[test]
+    fn division_by_zero_is_an_error_as_in_jinja2() {
+        let ctx = context! { n => 0 };
+        for source in [
+            "{{ 1 / 0 }}",
+            "{{ 7 / n }}",
+            "{{ 1.5 / 0 }}",
+            "x{{ 1 // 0 }}",
+        ] {
+            assert!(render(source, &ctx).is_err(), "{source}");
+        }
+        let e = render("{{ 1 / n }}", &ctx).err().map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("division by zero"));
+        assert!(eval("1 / n", &ctx).is_err());
+        assert_eq!(render("{{ 5 / 2 }}", &ctx).ok().as_deref(), Some("2.5"));
+        assert_eq!(render("{{ 'inf' }}", &ctx).ok().as_deref(), Some("inf"));
+    }
 
     #[test]
     fn single_expression_keeps_type() {

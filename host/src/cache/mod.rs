@@ -93,6 +93,10 @@ pub struct ResultCache {
     misses: AtomicU64,
     /// The first failure to read or write the store, reported by the CLI.
     failure: std::sync::Mutex<Option<String>>,
+    /// Keys computed afresh under `--refresh` by this process: computed
+    /// once, then shared like any result (and identical calls meanwhile
+    /// wait for that one).
+    refreshed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl ResultCache {
@@ -127,6 +131,7 @@ impl ResultCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             failure: std::sync::Mutex::new(None),
+            refreshed: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -216,21 +221,26 @@ impl ResultCache {
         let expires_at = |now: u64| ttl.map(|t| now + t.as_secs().max(1));
         match mode {
             CacheMode::Off => return compute().await.map(|v| (v, false)),
-            CacheMode::Refresh => {
-                let value = compute().await?;
-                let entry = Entry {
-                    value: value.clone(),
-                    expires_at: expires_at(self.clock.now()),
-                };
-                self.db_put(key, kind, &entry);
-                self.memory.insert(key.to_string(), Arc::new(entry)).await;
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                return Ok((value, false));
+            CacheMode::Refresh => {}
+            CacheMode::Use => {
+                if let Some(e) = self.memory.get(key).await {
+                    if self.expired(&e) {
+                        self.memory.invalidate(key).await;
+                    }
+                }
             }
-            CacheMode::Use => {}
         }
-        if let Some(e) = self.memory.get(key).await {
-            if self.expired(&e) {
+        // Refreshing: what an earlier process stored is not read, and what
+        // memory held before this process refreshed the key is dropped;
+        // identical calls still make one call between them.
+        let refresh = mode == CacheMode::Refresh;
+        if refresh {
+            let first = self
+                .refreshed
+                .lock()
+                .map(|mut keys| keys.insert(key.to_string()))
+                .unwrap_or(true);
+            if first {
                 self.memory.invalidate(key).await;
             }
         }
@@ -239,8 +249,10 @@ impl ResultCache {
         let entry = self
             .memory
             .try_get_with(key.to_string(), async move {
-                if let Some(e) = self.db_get(key).await {
-                    return Ok(Arc::new(e));
+                if !refresh {
+                    if let Some(e) = self.db_get(key).await {
+                        return Ok(Arc::new(e));
+                    }
                 }
                 ran.store(true, Ordering::Relaxed);
                 let value = compute().await?;

@@ -149,6 +149,18 @@ impl NodeCtx {
         })
     }
 
+    /// `observer`, also counting what the calls it watches cost (for
+    /// providers whose answer carries no `CallStats`: speech, transcription).
+    pub fn counting_observer(&self) -> (crate::providers::CallObserver, CallTally) {
+        let tally = CallTally::default();
+        let (seen, forward) = (tally.clone(), self.observer());
+        let observer: crate::providers::CallObserver = std::sync::Arc::new(move |note| {
+            seen.note(&note);
+            forward(note)
+        });
+        (observer, tally)
+    }
+
     /// The node's `input` entries resolved against the visible state, and
     /// the context they make when laid over it.
     pub fn resolve_inputs(&self, node: &Node) -> Result<(Value, Option<Values>), NodeError> {
@@ -298,5 +310,43 @@ async fn dispatch(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         NodeKind::Map(spec) => map::run(ctx, node, spec).await,
         NodeKind::Recipe(sub) => recipe::run(ctx, node, sub).await,
         NodeKind::Hitl(spec) => hitl::run(ctx, node, spec).await,
+    }
+}
+
+/// Retries and rate-limit waits seen by a `counting_observer`.
+#[derive(Clone, Default)]
+pub struct CallTally {
+    retries: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    waited_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CallTally {
+    fn note(&self, note: &crate::providers::CallNote) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match note {
+            crate::providers::CallNote::Retry { .. } => {
+                self.retries.fetch_add(1, Relaxed);
+            }
+            crate::providers::CallNote::RateLimitWait { waited_ms, .. } => {
+                self.waited_ms.fetch_add(*waited_ms, Relaxed);
+            }
+            crate::providers::CallNote::Fallback { .. } => {}
+        }
+    }
+
+    /// The calls made: none when the result came from the cache, else the
+    /// first attempt and every retry.
+    pub fn stats(&self, called: bool) -> crate::providers::CallStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !called {
+            return crate::providers::CallStats::default();
+        }
+        let retries = self.retries.load(Relaxed);
+        crate::providers::CallStats {
+            calls: 1 + retries,
+            retries,
+            rate_limit_wait_ms: self.waited_ms.load(Relaxed),
+            ..Default::default()
+        }
     }
 }

@@ -30,13 +30,14 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
     let model = ctx.model_for(node)?;
     let provider = ctx.run.services.providers.transcription(&model.provider)?;
     let mock = model.provider == "mock";
+    let (observer, tally) = ctx.counting_observer();
     let request = TranscriptionRequest {
         model,
         audio_file,
         language: language.clone(),
         response_format: response_format.clone(),
         retry: node.settings.retry,
-        observer: Some(ctx.observer()),
+        observer: Some(observer),
     };
     // The audio's content, not its path, decides the transcript.
     let audio_hash = std::fs::read(&request.audio_file)
@@ -67,10 +68,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
     Ok(NodeOutput {
         value: Value::from(answer.as_str().unwrap_or_default()),
         mock,
-        stats: crate::providers::CallStats {
-            calls: u32::from(!cached),
-            ..Default::default()
-        },
+        stats: tally.stats(!cached),
         cached,
         ..NodeOutput::default()
     })

@@ -25,6 +25,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         .collect();
     let model = ctx.model_for(node)?;
     let provider = ctx.run.services.providers.speech(&model.provider)?;
+    let (observer, tally) = ctx.counting_observer();
     let request = SpeechRequest {
         model,
         text: text.to_string(),
@@ -32,7 +33,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
         params,
         out_stem: ctx.file_stem(),
         retry: node.settings.retry,
-        observer: Some(ctx.observer()),
+        observer: Some(observer),
     };
     let parts = serde_json::json!({
         "kind": "text_to_speech_task",
@@ -79,10 +80,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
     Ok(NodeOutput {
         value: Value::from(path.display().to_string()),
         mock: request.model.provider == "mock",
-        stats: crate::providers::CallStats {
-            calls: u32::from(!cached),
-            ..Default::default()
-        },
+        stats: tally.stats(!cached),
         cached,
         ..NodeOutput::default()
     })

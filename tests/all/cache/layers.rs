@@ -139,6 +139,34 @@ async fn modes_off_and_refresh() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_calls_under_refresh_make_one_call() {
+    let env = Env::new();
+    let cache = env.cache();
+    let calls = AtomicUsize::new(0);
+    get(&cache, "k", CacheMode::Use, &calls, json!("old")).await;
+    // 50 identical map items under `--refresh`, all at once: one call.
+    let counted = &calls;
+    let refreshed = futures::future::join_all((0..50).map(|i| {
+        cache.get_or_compute("k", "test", None, CacheMode::Refresh, move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Ok::<_, String>(json!(format!("new {i}")))
+            }
+        })
+    }))
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one call before, one now");
+    let values: Vec<Value> = refreshed.into_iter().map(|r| r.unwrap().0).collect();
+    assert!(values.iter().all(|v| v == &values[0]), "{values:?}");
+    assert_ne!(values[0], json!("old"));
+    // A later identical call of the same refreshing run shares it too.
+    let again = get(&cache, "k", CacheMode::Refresh, &calls, json!("newer")).await;
+    assert_eq!(again, (values[0].clone(), true));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn clear_removes_entries_and_blobs() {
     let env = Env::new();

@@ -355,3 +355,41 @@ nodes:
     );
     assert_eq!(fake.request_count(), 2);
 }
+
+#[tokio::test]
+async fn speech_and_transcription_count_their_real_calls_and_retries() {
+    let fake = Fake::start();
+    fake.script(
+        "/v1/audio/speech",
+        [Fault::status(500), Fault::rate_limited(Some("0"))],
+    );
+    fake.script("/v1/audio/transcriptions", [Fault::status(503)]);
+    let dir = super::temp_dir();
+    let audio = dir.path().join("clip.mp3");
+    std::fs::write(&audio, [1u8; 64]).unwrap();
+    let ran = run(
+        providers(&fake),
+        r#"
+name: audio
+user_inputs:
+  - {id: audio, type: file}
+nodes:
+  - id: say
+    type: text_to_speech_task
+    model: {provider: openai, model: tts-1}
+    input: {text: "Hello"}
+  - id: hear
+    type: speech_to_text_task
+    model: {provider: openai, model: whisper-1}
+    input: {audio_file: audio}
+"#,
+        json!({"audio": audio.display().to_string()}),
+    )
+    .await;
+    assert_eq!(fake.requests_to("/v1/audio/speech").len(), 3);
+    assert_eq!(fake.requests_to("/v1/audio/transcriptions").len(), 2);
+    let say = ran.stats("say");
+    assert_eq!((say.calls, say.retries), (3, 2), "{}", ran.describe());
+    let hear = ran.stats("hear");
+    assert_eq!((hear.calls, hear.retries), (2, 1), "{}", ran.describe());
+}
