@@ -4,6 +4,7 @@
 
 mod durable;
 mod serve;
+mod serve_limits;
 
 use crate::providers::fake::{Fake, Fault};
 use std::path::Path;
