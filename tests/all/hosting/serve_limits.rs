@@ -145,7 +145,7 @@ fn assert_quota(st: u16, body: &Value, headers: &reqwest::header::HeaderMap, quo
 const SLOW: &str = r#"
 name: slow
 nodes:
-  - {id: wait, type: language_task, model: {provider: mock, model: echo, latency_ms: 1500}, prompt: "slowly"}
+  - {id: wait, type: language_task, model: {provider: mock, model: echo, latency_ms: 3000}, prompt: "slowly"}
 "#;
 
 /// `concurrent_runs = 1`: of simultaneous requests exactly one is taken,
