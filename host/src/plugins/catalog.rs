@@ -476,6 +476,16 @@ pub async fn describe_file(
     host: &Arc<PluginHost>,
     file: &Path,
 ) -> Result<(Arc<WasmPlugin>, Vec<FunctionInfo>), PluginError> {
+    describe_file_capped(host, file, None).await
+}
+
+/// `describe_file` with its limits lowered to `caps` (a tenant's quotas):
+/// a server checks an uploaded component under the uploader's own caps.
+pub async fn describe_file_capped(
+    host: &Arc<PluginHost>,
+    file: &Path,
+    caps: Option<&super::limits::LimitCaps>,
+) -> Result<(Arc<WasmPlugin>, Vec<FunctionInfo>), PluginError> {
     let name = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -508,7 +518,7 @@ pub async fn describe_file(
         message,
     })?;
     let functions: Vec<FunctionInfo> = runtime
-        .describe(&loaded, &host.limits_for(&name))
+        .describe(&loaded, &host.limits_for(&name).capped(caps))
         .await?
         .into_iter()
         .map(|f| FunctionInfo {

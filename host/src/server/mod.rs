@@ -117,9 +117,10 @@ impl ServerState {
         if let Err(e) = queue.release_all().await {
             tracing::warn!(error = %e, "cannot release old leases");
         }
-        let db = app
-            .cache()
-            .and_then(|_| crate::store::Database::open(&app.settings().cache.path).ok())
+        // Daily usage lives beside the runs, whether or not results are
+        // cached: a restart must not hand out a fresh budget.
+        let db = crate::store::Database::open(&app.settings().cache.path)
+            .ok()
             .map(Arc::new);
         let (finished, _) = broadcast::channel(4096);
         Ok(Arc::new(ServerState {

@@ -517,16 +517,14 @@ async fn start_run(
     )
     .map_err(|e| not_started(&e))?;
     resolve_files(tenant, &recipe, &mut prepared.values)?;
-    let unfinished: u64 = {
-        let queued = state.queue.depth().await?;
-        let leased = state.queue.leased().await?;
-        queued
-            .iter()
-            .chain(leased.iter())
-            .filter(|(t, _)| t == tenant.id())
-            .map(|(_, n)| n)
-            .sum()
+    // Counting the tenant's unfinished runs and recording the new one are
+    // one step per tenant: simultaneous requests cannot all pass a
+    // `concurrent_runs` cap that only one of them fits under.
+    let admission = match tenant.settings.quotas.concurrent_runs {
+        Some(_) => Some(tenant.admission.lock().await),
+        None => None,
     };
+    let unfinished = unfinished_runs(state, tenant).await?;
     state
         .quotas
         .admit(tenant.id(), &tenant.settings.quotas, unfinished)
@@ -546,7 +544,9 @@ async fn start_run(
         idempotency_key,
         status: RunStatus::Queued,
     };
-    let record = match state.store.create_run(new).await? {
+    let created = state.store.create_run(new).await?;
+    drop(admission);
+    let record = match created {
         Created::Existing(r) => return answer_existing(state, &r, wait).await,
         Created::New(r) => r,
     };
@@ -561,6 +561,30 @@ async fn start_run(
         Json(json!({"id": record.id, "status": "queued"})),
     )
         .into_response())
+}
+
+/// The tenant's queued and running runs, up to its `concurrent_runs` cap
+/// (0 without one). Counted from the runs' status, not the work queue: a
+/// run that has ended stops counting at once, before its worker has taken
+/// it off the queue.
+async fn unfinished_runs(state: &ServerState, tenant: &Tenant) -> Result<u64, ApiError> {
+    let Some(cap) = tenant.settings.quotas.concurrent_runs else {
+        return Ok(0);
+    };
+    let mut n = 0;
+    for status in [RunStatus::Queued, RunStatus::Running] {
+        let runs = state
+            .store
+            .runs(RunFilter {
+                tenant: Some(tenant.id().to_string()),
+                status: Some(status.as_str().to_string()),
+                limit: Some(usize::try_from(cap).unwrap_or(usize::MAX).saturating_add(1)),
+                ..Default::default()
+            })
+            .await?;
+        n += runs.len() as u64;
+    }
+    Ok(n)
 }
 
 async fn answer_existing(state: &Arc<ServerState>, run: &RunRecord, wait: bool) -> ApiResult {
@@ -1025,27 +1049,37 @@ async fn upload_plugin(
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(ApiError::internal)?;
-    // Checked under a name of its own, so a broken upload never replaces
-    // a working plugin.
-    let trial = dir.join(format!(".{name}.{:08x}.check", rand::random::<u32>()));
-    tokio::fs::write(&trial, &bytes)
+    // Checked in a folder of its own (under its own name, so errors and
+    // per-plugin overrides name it), so a broken upload never replaces a
+    // working plugin; `describe` runs under the tenant's plugin caps.
+    let check_dir = dir.join(format!(".check-{:016x}", rand::random::<u64>()));
+    tokio::fs::create_dir_all(&check_dir)
         .await
         .map_err(ApiError::internal)?;
-    let checked = crate::plugins::catalog::describe_file(state.app.plugin_host(), &trial).await;
-    let functions = match checked {
-        Ok((_, f)) => f,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&trial).await;
-            return Err(ApiError::unprocessable(
-                "invalid_plugin",
-                format!("the plugin was refused: {e}"),
-            ));
-        }
+    let trial = check_dir.join(format!("{name}.wasm"));
+    let checked = match tokio::fs::write(&trial, &bytes).await {
+        Ok(()) => Ok(crate::plugins::catalog::describe_file_capped(
+            state.app.plugin_host(),
+            &trial,
+            Some(&tenant.plugin_caps()),
+        )
+        .await),
+        Err(e) => Err(ApiError::internal(e)),
     };
     let dest = dir.join(format!("{name}.wasm"));
-    tokio::fs::rename(&trial, &dest)
-        .await
-        .map_err(ApiError::internal)?;
+    let kept = match checked {
+        Ok(Ok((_, functions))) => tokio::fs::rename(&trial, &dest)
+            .await
+            .map(|()| functions)
+            .map_err(ApiError::internal),
+        Ok(Err(e)) => Err(ApiError::unprocessable(
+            "invalid_plugin",
+            format!("the plugin was refused: {e}"),
+        )),
+        Err(e) => Err(e),
+    };
+    let _ = tokio::fs::remove_dir_all(&check_dir).await;
+    let functions = kept?;
     for w in tenant.reload_plugins(state.app.plugin_host()).await {
         tracing::warn!(tenant = %tenant.id(), warning = %w, "plugin");
     }

@@ -35,6 +35,9 @@ pub struct Tenant {
     pub data_dir: PathBuf,
     /// Uploaded plugins (LOCAL scope), replaced whole on each change.
     pub local: RwLock<FunctionRegistry>,
+    /// Held while a new run is counted against `concurrent_runs` and
+    /// recorded.
+    pub admission: tokio::sync::Mutex<()>,
     key_hashes: Vec<[u8; 32]>,
 }
 
@@ -49,6 +52,7 @@ impl Tenant {
             data_dir: data_root.join(&settings.id),
             settings,
             local: RwLock::new(FunctionRegistry::default()),
+            admission: tokio::sync::Mutex::new(()),
             key_hashes,
         }
     }
@@ -123,6 +127,17 @@ impl Tenant {
             overrides: self.settings.plugin_overrides.clone(),
             secrets: None,
         }))
+    }
+
+    /// The tenant's quota caps over every plugin call's limits (and over
+    /// `describe` when it uploads a plugin).
+    pub fn plugin_caps(&self) -> crate::plugins::limits::LimitCaps {
+        let q = &self.settings.quotas;
+        crate::plugins::limits::LimitCaps {
+            fuel: q.plugin_fuel,
+            memory_bytes: q.plugin_memory_bytes,
+            timeout_ms: q.plugin_timeout_ms,
+        }
     }
 
     pub fn local_functions(&self) -> FunctionRegistry {

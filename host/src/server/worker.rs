@@ -9,7 +9,6 @@ use super::ServerState;
 use crate::app::RunOptions;
 use crate::engine::events::RunStatus;
 use crate::engine::runner::RunScope;
-use crate::plugins::limits::LimitCaps;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,11 +91,7 @@ async fn execute(state: Arc<ServerState>, run_id: String, tenant_id: String) {
         })
     };
     let quotas = tenant.settings.quotas.clone();
-    let caps = LimitCaps {
-        fuel: quotas.plugin_fuel,
-        memory_bytes: quotas.plugin_memory_bytes,
-        timeout_ms: quotas.plugin_timeout_ms,
-    };
+    let caps = tenant.plugin_caps();
     let scope = RunScope {
         tenant: tenant_id.clone(),
         cache_namespace: format!("tenant:{tenant_id}"),

@@ -5,6 +5,7 @@
 mod durable;
 mod kinds;
 mod serve;
+mod serve_limits;
 
 use crate::providers::fake::{Fake, Fault};
 use std::path::Path;

@@ -8,14 +8,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-const KEY_A: &str = "ck_tenant_a_key_for_tests_000000000000000000000000";
-const KEY_B: &str = "ck_tenant_b_key_for_tests_111111111111111111111111";
+pub(super) const KEY_A: &str = "ck_tenant_a_key_for_tests_000000000000000000000000";
+pub(super) const KEY_B: &str = "ck_tenant_b_key_for_tests_111111111111111111111111";
 
-fn sha(text: &str) -> String {
+pub(super) fn sha(text: &str) -> String {
     composer::server::tenants::sha256_hex(text.as_bytes())
 }
 
-const HELLO: &str = r#"
+pub(super) const HELLO: &str = r#"
 name: hello
 description: says hello
 user_inputs:
@@ -43,10 +43,10 @@ nodes:
   - {id: wait, type: language_task, model: {provider: mock, model: echo, latency_ms: 1000}, prompt: "slowly"}
 "#;
 
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) base: String,
+    pub(super) _dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -56,7 +56,7 @@ impl Drop for Server {
     }
 }
 
-fn start(dir: &std::path::Path) -> (Child, String) {
+pub(super) fn start(dir: &std::path::Path) -> (Child, String) {
     start_with(dir, &[])
 }
 
@@ -131,14 +131,14 @@ recipes = ["{d}/b/recipes"]
     }
 }
 
-fn client() -> reqwest::Client {
+pub(super) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
 }
 
-async fn call(
+pub(super) async fn call(
     method: reqwest::Method,
     url: &str,
     key: Option<&str>,
@@ -163,7 +163,7 @@ async fn call(
 }
 
 /// Events of an SSE stream until it closes: (id, event, data).
-async fn sse(url: &str, key: &str, last_id: Option<u64>) -> Vec<(u64, String, Value)> {
+pub(super) async fn sse(url: &str, key: &str, last_id: Option<u64>) -> Vec<(u64, String, Value)> {
     let mut req = client().get(url).bearer_auth(key);
     if let Some(id) = last_id {
         req = req.header("Last-Event-ID", id.to_string());
