@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-const KEY_A: &str = "ck_tenant_a_key_for_tests_000000000000000000000000";
+pub(crate) const KEY_A: &str = "ck_tenant_a_key_for_tests_000000000000000000000000";
 const KEY_B: &str = "ck_tenant_b_key_for_tests_111111111111111111111111";
 
 fn sha(text: &str) -> String {
@@ -43,9 +43,9 @@ nodes:
   - {id: wait, type: language_task, model: {provider: mock, model: echo, latency_ms: 1000}, prompt: "slowly"}
 "#;
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     _dir: tempfile::TempDir,
 }
 
@@ -84,7 +84,9 @@ fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     (child, base)
 }
 
-fn server(quotas_b: &str) -> Server {
+/// A server for tenants `a` (recipes hello, review, slow) and `b` (hello,
+/// with these quotas), on a free port of 127.0.0.1.
+pub(crate) fn server(quotas_b: &str) -> Server {
     let dir = temp_dir();
     let d = dir.path();
     write(d, "a/recipes/hello.yaml", HELLO);
