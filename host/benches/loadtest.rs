@@ -5,7 +5,8 @@
 //! the same shared app. Both in one process, one after the other, one
 //! tokio runtime; CPU is the process's user + system time over each part.
 //! The tool's own CPU share is the extra CPU per run of the driver over
-//! the bare loop, as a part of the driver's CPU per run.
+//! the bare loop, as a part of the driver's CPU per run (the driver's
+//! removal of each run's folder included; the bare loop leaves them).
 //!
 //! `cargo bench -p composer --bench loadtest` rewrites the load-test
 //! section of `docs/benchmarks.md`; `LOADTEST_BENCH_RUNS=2000` makes a
@@ -98,7 +99,6 @@ fn main() {
                         .await
                         .unwrap();
                     assert!(outcome.success());
-                    let _ = std::fs::remove_dir_all(&outcome.out_dir);
                 }
             }));
         }

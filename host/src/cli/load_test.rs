@@ -20,7 +20,8 @@ use std::time::Duration;
 #[command(after_help = "\
 Runs are not recorded in the run store (use --record to record them) and \
 write their files into a temporary folder that is removed as they end \
-(use --out DIR to keep them). Exit code 0 when the test ran (whatever its \
+(in /dev/shm where there is one and TMPDIR is not set; use --out DIR to \
+keep them). Exit code 0 when the test ran (whatever its \
 runs did), 1 when it had to stop (the recipe cannot run, the server \
 refuses the key), 2 for usage errors.")]
 pub struct LoadTestArgs {
