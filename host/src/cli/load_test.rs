@@ -122,7 +122,8 @@ pub fn run(args: LoadTestArgs) -> ExitCode {
         },
     };
     let live = Live::new();
-    let progress = rt.spawn(show_progress(live.clone(), stop));
+    let bar = std::io::stderr().is_terminal().then(|| progress_bar(stop));
+    let progress = rt.spawn(show_progress(live.clone(), bar.clone()));
     {
         let live = live.clone();
         rt.spawn(async move {
@@ -133,6 +134,9 @@ pub fn run(args: LoadTestArgs) -> ExitCode {
     }
     let result = rt.block_on(drive(target, spec, live));
     progress.abort();
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -247,39 +251,38 @@ fn local_target(
     }))
 }
 
-/// A bar on a terminal; elsewhere one line a second on stderr.
-async fn show_progress(live: Arc<Live>, stop: Stop) {
-    let terminal = std::io::stderr().is_terminal();
-    let bar = terminal.then(|| {
-        let bar = match stop {
-            Stop::Iterations(n) => indicatif::ProgressBar::new(n),
-            Stop::Duration(_) => indicatif::ProgressBar::new_spinner(),
-        };
-        let template = match stop {
-            Stop::Iterations(_) => "{spinner} [{bar:30}] {pos}/{len} runs {msg} {elapsed:>4}",
-            Stop::Duration(_) => "{spinner} {pos} runs {msg} {elapsed:>4}",
-        };
-        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        bar
-    });
+/// The terminal's progress bar: runs done of the total, or a spinner for
+/// a test that runs for a time.
+fn progress_bar(stop: Stop) -> indicatif::ProgressBar {
+    let (bar, template) = match stop {
+        Stop::Iterations(n) => (
+            indicatif::ProgressBar::new(n),
+            "{spinner} [{bar:30}] {pos}/{len} runs {msg} {elapsed:>4}",
+        ),
+        Stop::Duration(_) => (
+            indicatif::ProgressBar::new_spinner(),
+            "{spinner} {pos} runs {msg} {elapsed:>4}",
+        ),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar
+}
+
+/// Updates the bar five times a second; without one (not a terminal),
+/// prints one line a second on stderr.
+async fn show_progress(live: Arc<Live>, bar: Option<indicatif::ProgressBar>) {
     let started = std::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let step = match bar {
+        Some(_) => Duration::from_millis(200),
+        None => Duration::from_secs(1),
+    };
+    let mut tick = tokio::time::interval(step);
     tick.tick().await;
     loop {
-        let step = if bar.is_some() {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(1)
-        };
-        match &bar {
-            Some(_) => tokio::time::sleep(step).await,
-            None => {
-                tick.tick().await;
-            }
-        }
+        tick.tick().await;
         let finished = live.finished.load(Ordering::Relaxed);
         let failed = live.failed.load(Ordering::Relaxed);
         let in_flight = live.in_flight();
