@@ -205,7 +205,7 @@ fn a_recipe_that_cannot_run_stops_the_test_with_an_error() {
             "100000",
         ],
     );
-    assert_ne!(out.code, Some(0), "{}", out.describe());
+    assert_eq!(out.code, Some(1), "{}", out.describe());
     assert!(
         out.stderr.contains("no_such_function"),
         "{}",
@@ -264,6 +264,6 @@ fn server_mode_drives_composer_serve_and_reports_its_queue_wait() {
             "3",
         ],
     );
-    assert_ne!(out.code, Some(0), "{}", out.describe());
+    assert_eq!(out.code, Some(1), "{}", out.describe());
     assert!(out.stderr.contains("401"), "{}", out.describe());
 }

@@ -186,7 +186,8 @@ fn remote_target(
     }
     let target = RemoteTarget::new(url, &key, recipe).map_err(usage_error)?;
     if let Err(e) = rt.block_on(target.check()) {
-        return Err(usage_error(e));
+        eprintln!("error: {e}");
+        return Err(ExitCode::FAILURE);
     }
     Ok(Arc::new(target))
 }
