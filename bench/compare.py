@@ -425,9 +425,9 @@ def main():
     # the recipe's folder and every folder above it.
     work = Path(tempfile.mkdtemp(prefix="composer-compare-"))
     failed = False
+    results = {}
     try:
         tools = Tools(composer, venv_python, work, fake)
-        results = {}
         for name, r in recipes(sizes).items():
             ours_path, ours_inputs = tools.write(f"{name}.ours", r["ours"], r["inputs"])
             theirs_path, theirs_inputs = tools.write(f"{name}.theirs", r["theirs"], r["inputs"])
@@ -515,10 +515,13 @@ def main():
     finally:
         fake.stop()
         shutil.rmtree(work, ignore_errors=True)
+    checked = 2 * iterations * len(results)
+    bad = sum(len(r[side]["problems"]) for r in results.values() for side in ("ours", "theirs"))
     if failed:
         print("\nerror: a run did not check out (see above)", file=sys.stderr)
-        return 1
-    return 0
+    # The plain closing line test runners print: each checked run counts.
+    print(f"compare: {checked - bad} passed, {bad} failed")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
