@@ -189,6 +189,15 @@ impl Composer {
         &self.settings
     }
 
+    /// The same app without the run store: runs are not recorded (the
+    /// result cache stays). For load tests, which would otherwise add
+    /// thousands of runs to the user's store.
+    pub fn without_run_store(mut self) -> Composer {
+        self.store = None;
+        self.queue = None;
+        self
+    }
+
     /// Problems met while opening (shown once by the caller).
     pub fn warnings(&self) -> &[String] {
         &self.warnings

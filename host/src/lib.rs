@@ -10,6 +10,8 @@
 //! - `store`: the SQLite database: cache entries and the run store.
 //! - `metrics`: run metrics, Chrome traces and reports over runs, from events.
 //! - `config`: `composer.toml` settings.
+//! - `loadtest`: many runs of one recipe at once, in process or on a
+//!   server, measured (`composer load-test`).
 //! - `app`: `Composer`, the one entry point the CLI, server and worker call.
 //! - `cli`: the `composer` command's subcommands.
 
@@ -18,6 +20,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod loadtest;
 pub mod metrics;
 pub mod nodes;
 pub mod plugins;

@@ -50,3 +50,7 @@ mod cache;
 /// Durable runs (SIGKILL then resume, hitl across processes), error kinds,
 /// and `composer serve` as a real process on 127.0.0.1.
 mod hosting;
+
+/// `composer load-test`: counts, failures by kind, percentiles, a duration
+/// stop, and `--server` against a real `composer serve`.
+mod loadtest;

@@ -5,6 +5,7 @@
 mod cache;
 pub mod graph;
 pub mod inputs;
+mod load_test;
 mod observe;
 mod plugin;
 mod progress;
@@ -67,6 +68,11 @@ enum Command {
     /// Scaffold, build, inspect and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Many runs of a recipe at once (in process, or on a `composer serve`
+    /// with --server), measured: throughput, latency percentiles, failures
+    /// by kind, calls, tokens, cost, cache hit rate, memory. Runs are not
+    /// recorded in the run store unless --record.
+    LoadTest(load_test::LoadTestArgs),
     /// Figures over recorded runs: success rate, wall time, slowest nodes,
     /// cache hit rate, calls, tokens, cost, errors by kind.
     Report(report::ReportArgs),
@@ -98,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Graph { recipe, format } => graph::run(&recipe, format),
         Command::Inputs { recipe, json } => inputs::run(&recipe, json),
         Command::Report(args) => report::run(args),
+        Command::LoadTest(args) => load_test::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Worker { config } => serve::worker(config),
         Command::Tenant(command) => serve::tenant(command),

@@ -60,7 +60,7 @@ pub struct RunArgs {
 }
 
 /// Exit code 2: the run could not start (bad recipe, inputs or flags).
-fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+pub(super) fn usage_error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
 }
@@ -318,8 +318,16 @@ pub(super) fn finish(
 
 /// `--inputs FILE` first, then each `-i KEY=VALUE` over it.
 fn collect_inputs(args: &RunArgs) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    inputs_from(args.inputs_file.as_deref(), &args.inputs)
+}
+
+/// Inputs from a mapping file (if any), then each `KEY=VALUE` over them.
+pub(super) fn inputs_from(
+    file: Option<&Path>,
+    pairs: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     let mut inputs = serde_json::Map::new();
-    if let Some(file) = &args.inputs_file {
+    if let Some(file) = file {
         let doc = read_value(file)?;
         match doc {
             serde_json::Value::Object(m) => inputs.extend(m),
@@ -331,7 +339,7 @@ fn collect_inputs(args: &RunArgs) -> Result<serde_json::Map<String, serde_json::
             }
         }
     }
-    for entry in &args.inputs {
+    for entry in pairs {
         let Some((key, value)) = entry.split_once('=') else {
             return Err(format!("input `{entry}` must read KEY=VALUE"));
         };

@@ -4,7 +4,7 @@
 
 mod durable;
 mod kinds;
-mod serve;
+pub(crate) mod serve;
 mod serve_limits;
 
 use crate::providers::fake::{Fake, Fault};

@@ -8,14 +8,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-pub(super) const KEY_A: &str = "ck_tenant_a_key_for_tests_000000000000000000000000";
-pub(super) const KEY_B: &str = "ck_tenant_b_key_for_tests_111111111111111111111111";
+pub(crate) const KEY_A: &str = "ck_tenant_a_key_for_tests_000000000000000000000000";
+pub(crate) const KEY_B: &str = "ck_tenant_b_key_for_tests_111111111111111111111111";
 
-pub(super) fn sha(text: &str) -> String {
+pub(crate) fn sha(text: &str) -> String {
     composer::server::tenants::sha256_hex(text.as_bytes())
 }
 
-pub(super) const HELLO: &str = r#"
+pub(crate) const HELLO: &str = r#"
 name: hello
 description: says hello
 user_inputs:
@@ -43,10 +43,10 @@ nodes:
   - {id: wait, type: language_task, model: {provider: mock, model: echo, latency_ms: 1000}, prompt: "slowly"}
 "#;
 
-pub(super) struct Server {
-    pub(super) child: Child,
-    pub(super) base: String,
-    pub(super) _dir: tempfile::TempDir,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -56,7 +56,7 @@ impl Drop for Server {
     }
 }
 
-pub(super) fn start(dir: &std::path::Path) -> (Child, String) {
+pub(crate) fn start(dir: &std::path::Path) -> (Child, String) {
     start_with(dir, &[])
 }
 
@@ -84,7 +84,9 @@ fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     (child, base)
 }
 
-fn server(quotas_b: &str) -> Server {
+/// A server for tenants `a` (recipes hello, review, slow) and `b` (hello,
+/// with these quotas), on a free port of 127.0.0.1.
+pub(crate) fn server(quotas_b: &str) -> Server {
     let dir = temp_dir();
     let d = dir.path();
     write(d, "a/recipes/hello.yaml", HELLO);
@@ -131,14 +133,14 @@ recipes = ["{d}/b/recipes"]
     }
 }
 
-pub(super) fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
 }
 
-pub(super) async fn call(
+pub(crate) async fn call(
     method: reqwest::Method,
     url: &str,
     key: Option<&str>,
@@ -163,7 +165,7 @@ pub(super) async fn call(
 }
 
 /// Events of an SSE stream until it closes: (id, event, data).
-pub(super) async fn sse(url: &str, key: &str, last_id: Option<u64>) -> Vec<(u64, String, Value)> {
+pub(crate) async fn sse(url: &str, key: &str, last_id: Option<u64>) -> Vec<(u64, String, Value)> {
     let mut req = client().get(url).bearer_auth(key);
     if let Some(id) = last_id {
         req = req.header("Last-Event-ID", id.to_string());
