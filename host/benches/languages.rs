@@ -20,17 +20,18 @@
 
 #[path = "common/doc.rs"]
 mod doc;
+#[path = "common/wasm.rs"]
+mod wasm;
 
 use composer::config::EngineSettings;
 use composer::engine::events::NoEvents;
 use composer::engine::run::Services;
 use composer::engine::runner::{run_recipe, RunRequest};
 use composer::plugins::catalog::{register_project_plugins, PluginHost, PluginSettings};
-use composer::plugins::runtime::{PluginRuntime, RuntimeSettings};
 use composer::plugins::PluginLimits;
 use composer::recipe::document::Format;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,28 +53,6 @@ nodes:
       function_identifier: echo
       input: {n: "{{ item }}"}
 "#;
-
-fn component(stem: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/dist/test")
-        .join(format!("{stem}.wasm"));
-    assert!(
-        p.is_file(),
-        "build the plugins first: bash scripts/build-plugins.sh"
-    );
-    p
-}
-
-fn runtime(cache: Option<PathBuf>) -> PluginRuntime {
-    PluginRuntime::new(RuntimeSettings {
-        max_instances: 64,
-        max_memory_bytes: PluginLimits::default().memory_bytes,
-        max_table_elements: PluginLimits::default().table_elements,
-        cache_dir: cache,
-        profile_dir: None,
-    })
-    .unwrap()
-}
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -105,19 +84,19 @@ fn measure(
     stem: &str,
     calls: usize,
 ) -> Figures {
-    let file = component(stem);
+    let file = wasm::test_component(stem);
     let cache = tempfile::tempdir().unwrap();
 
     let started = Instant::now();
-    runtime(None).load(stem, &file).unwrap();
+    wasm::runtime(None).load(stem, &file).unwrap();
     let compile = started.elapsed();
 
-    let plugins = runtime(Some(cache.path().to_path_buf()));
+    let plugins = wasm::runtime(Some(cache.path().to_path_buf()));
     plugins.load(stem, &file).unwrap();
     let cached_load = median(
         (0..10)
             .map(|_| {
-                let fresh = runtime(Some(cache.path().to_path_buf()));
+                let fresh = wasm::runtime(Some(cache.path().to_path_buf()));
                 let started = Instant::now();
                 fresh.load(stem, &file).unwrap();
                 started.elapsed()

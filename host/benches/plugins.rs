@@ -19,37 +19,25 @@
     clippy::print_stderr
 )]
 
+#[path = "common/wasm.rs"]
+mod wasm;
+
 use composer::config::EngineSettings;
 use composer::engine::events::NoEvents;
 use composer::engine::run::Services;
 use composer::engine::runner::{run_recipe, RunRequest};
 use composer::plugins::catalog::{register_project_plugins, PluginHost, PluginSettings};
-use composer::plugins::runtime::{PluginRuntime, RuntimeSettings};
+use composer::plugins::runtime::PluginRuntime;
 use composer::plugins::PluginLimits;
 use composer::recipe::document::Format;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wasm::runtime;
 
 fn hostile() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/test/hostile.wasm");
-    assert!(
-        p.is_file(),
-        "build the plugins first: bash scripts/build-plugins.sh"
-    );
-    p
-}
-
-fn runtime(cache: Option<PathBuf>) -> PluginRuntime {
-    PluginRuntime::new(RuntimeSettings {
-        max_instances: 64,
-        max_memory_bytes: PluginLimits::default().memory_bytes,
-        max_table_elements: PluginLimits::default().table_elements,
-        cache_dir: cache,
-        profile_dir: None,
-    })
-    .unwrap()
+    wasm::test_component("hostile")
 }
 
 const MAP: &str = r#"

@@ -49,6 +49,19 @@ pub(crate) struct Server {
     pub(crate) _dir: tempfile::TempDir,
 }
 
+impl Server {
+    /// `composer serve` on the config in `dir` (which it keeps until the
+    /// server is dropped).
+    pub(crate) fn start_in(dir: tempfile::TempDir) -> Server {
+        let (child, base) = start(dir.path());
+        Server {
+            child,
+            base,
+            _dir: dir,
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -125,12 +138,7 @@ recipes = ["{d}/b/recipes"]
             d = d.display(),
         ),
     );
-    let (child, base) = start(d);
-    Server {
-        child,
-        base,
-        _dir: dir,
-    }
+    Server::start_in(dir)
 }
 
 pub(crate) fn client() -> reqwest::Client {

@@ -57,12 +57,7 @@ fn mock_server(server: &str, quotas: &str, recipes: &[(&str, &str)]) -> Server {
             tenant_toml(d, server, quotas)
         ),
     );
-    let (child, base) = start(d);
-    Server {
-        child,
-        base,
-        _dir: dir,
-    }
+    Server::start_in(dir)
 }
 
 /// A server whose `local` endpoint is the fake, nothing cached.
@@ -73,12 +68,7 @@ fn fake_server(fake: &Fake, extra: &str, quotas: &str, recipes: &[(&str, &str)])
         write(d, &format!("recipes/{name}.yaml"), text);
     }
     config_for(fake, d, &format!("{extra}\n{}", tenant_toml(d, "", quotas)));
-    let (child, base) = start(d);
-    Server {
-        child,
-        base,
-        _dir: dir,
-    }
+    Server::start_in(dir)
 }
 
 /// SIGKILL, then a new server on the same folder.
