@@ -76,6 +76,12 @@ pub fn run(args: RunArgs) -> ExitCode {
     let loaded = match crate::recipe::load_file(&args.recipe) {
         Ok(l) => l,
         Err(failure) => {
+            if args.json {
+                let lines = failure.diagnostics.iter().map(ToString::to_string);
+                print_not_started(&crate::engine::error::RunError::InvalidRecipe(
+                    lines.collect(),
+                ));
+            }
             super::print_failure(&failure);
             return ExitCode::from(2);
         }
@@ -194,14 +200,7 @@ pub(super) fn terminal_human(
 /// as JSON on stdout too.
 pub(super) fn report_not_started(e: &crate::engine::error::RunError, json: bool) -> ExitCode {
     if json {
-        let failure = e.failure();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"outputs": {}, "status": "not_started", "error": failure})
-            )
-            .unwrap_or_default()
-        );
+        print_not_started(e);
     }
     let problems: Vec<String> = match e {
         crate::engine::error::RunError::Preflight(p)
@@ -218,6 +217,19 @@ pub(super) fn report_not_started(e: &crate::engine::error::RunError, json: bool)
         eprintln!("error: {}", problems.join(""));
     }
     ExitCode::from(2)
+}
+
+/// `{"outputs": {}, "status": "not_started", "error": {"kind", ...}}` on
+/// stdout, for `--json`.
+fn print_not_started(e: &crate::engine::error::RunError) {
+    let failure = e.failure();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &serde_json::json!({"outputs": {}, "status": "not_started", "error": failure})
+        )
+        .unwrap_or_default()
+    );
 }
 
 /// Prints a run's outcome. Exit code 0 when it succeeded, 1 when it

@@ -105,3 +105,68 @@ fn failure_kinds_reach_json_output_and_the_report() {
     }
     assert_eq!(report["runs"], CASES.len(), "{report}");
 }
+
+#[test]
+fn an_invalid_recipe_is_its_own_kind_in_json_output() {
+    let dir = crate::support::temp_dir();
+    let recipe = write(
+        dir.path(),
+        "broken.yaml",
+        "name: broken\nnodes:\n  - {id: a, type: languag_task}\n",
+    );
+    let out = composer_in(dir.path(), ["run", recipe.to_str().unwrap(), "--json"]);
+    assert_eq!(out.code, Some(2), "{}", out.describe());
+    let v: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", out.describe()));
+    assert_eq!(v["error"]["kind"], "invalid_recipe", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("languag_task")),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_is_stored_with_its_kind() {
+    use super::serve::{call, server, KEY_A};
+    use reqwest::Method;
+    let s = server("");
+    let b = &s.base;
+    let (st, run, _) = call(
+        Method::POST,
+        &format!("{b}/v1/recipes/slow/runs"),
+        Some(KEY_A),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(st, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let url = format!("{b}/v1/runs/{id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let get = || call(Method::GET, &url, Some(KEY_A), None);
+    while get().await.1["status"] != "running" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (st, _, _) = call(Method::DELETE, &url, Some(KEY_A), None).await;
+    assert_eq!(st, 202);
+    let done = loop {
+        let (_, r, _) = get().await;
+        let ended =
+            ["cancelled", "failed", "succeeded"].contains(&r["status"].as_str().unwrap_or(""));
+        if ended && !r["finished_at"].is_null() {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "not cancelled: {r}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["error"]["kind"], "cancelled", "{done}");
+    // Cancelling it again: it has ended.
+    let (st, _, _) = call(Method::DELETE, &url, Some(KEY_A), None).await;
+    assert_eq!(st, 409);
+}
