@@ -26,18 +26,20 @@ async function loadRecipes() {
     const b = document.createElement('button');
     b.type = 'button'; b.className = 'card'; b.dataset.recipe = r.name;
     b.innerHTML = '<strong></strong><span></span>';
-    b.firstChild.textContent = r.name; b.lastChild.textContent = r.description || '';
+    b.firstChild.textContent = r.inputs?.title || r.name; b.lastChild.textContent = r.description || '';
     b.addEventListener('click', () => { location.hash = '#recipe/' + encodeURIComponent(r.name); });
     li.append(b); return li;
   }));
   show('recipes-view');
+  performance.mark('recipes-shown'); // for the page's benchmark
 }
 
 // One field per schema property (string, text, int, float, bool, literal, file).
 function field(name, s, required) {
   const wrap = document.createElement('div'); wrap.className = 'field';
   const label = document.createElement('label'); label.htmlFor = 'in-' + name;
-  label.textContent = name + (required ? ' *' : '');
+  // The recipe's label for the input (its id when it has none).
+  label.textContent = (s.title || name) + (required ? ' *' : '');
   let el;
   if (s.enum) { el = document.createElement('select'); for (const v of s.enum) el.add(new Option(v, v)); }
   else if (s['x-composer-multiline']) el = document.createElement('textarea');
@@ -55,7 +57,7 @@ function field(name, s, required) {
 }
 
 function openForm(r) {
-  $('#form-title').textContent = r.name; $('#form-desc').textContent = r.description || '';
+  $('#form-title').textContent = r.inputs?.title || r.name; $('#form-desc').textContent = r.description || '';
   const form = $('#run-form'); const req = r.inputs?.required || [];
   form.replaceChildren(...Object.entries(r.inputs?.properties || {}).map(([n, s]) => field(n, s, req.includes(n))));
   const go = document.createElement('button'); go.type = 'submit'; go.textContent = 'Run';
@@ -186,7 +188,7 @@ function drawGraph(plan) {
   const types = Object.fromEntries(plan.nodes.map((n) => [n.id, n]));
   for (const [id, p] of Object.entries(pos)) {
     const terminal = id === 'START' || id === 'END';
-    const n = svg('g', { class: 'node ' + (terminal ? 'terminal' : 'pending'), 'data-node': id, transform: `translate(${p.x},${p.y})` });
+    const n = svg('g', { class: 'node ' + (terminal ? 'terminal' : 'pending'), 'data-node': id, 'data-state': terminal ? 'terminal' : 'pending', transform: `translate(${p.x},${p.y})` });
     n.append(svg('rect', { width: p.w, height: p.h, rx: terminal ? 22 : 6 }));
     const t1 = svg('text', { x: p.w / 2, y: terminal ? 27 : 19, class: 'name' }); t1.textContent = clip(id, 22); n.append(t1);
     if (!terminal) {
@@ -203,7 +205,7 @@ function setState(node, state, note) {
   current.states[node] = state;
   const g = document.querySelector(`#graph g.node[data-node="${CSS.escape(node)}"]`);
   if (!g) return;
-  g.setAttribute('class', 'node ' + state);
+  g.setAttribute('class', 'node ' + state); g.dataset.state = state;
   const sub = g.querySelector('text.sub'); const type = current.plan.nodes.find((n) => n.id === node)?.type || '';
   if (sub) sub.textContent = clip(note ? `${type} · ${note}` : type, 30);
   const tt = g.querySelector('title'); if (tt) tt.textContent = `${node} (${type}): ${state}${note ? ' · ' + note : ''}`;
@@ -229,7 +231,7 @@ function onEvent(kind, ev) {
     else if (kind === 'node_started' || !sp || sp.end != null) { sp = { start: ev.at, end: null }; list.push(sp); }
     if (kind !== 'node_started' && kind !== 'node_waiting') sp.end = ev.at;
     if (kind === 'node_finished') { sp.stats = normStats(ev.stats); sp.cached = ev.cached; sp.duration = ev.duration; sp.plugin = ev.plugin; }
-    if (kind === 'node_failed') sp.error = ev.error;
+    if (kind === 'node_failed') { sp.error = ev.error; nodeError(ev); }
     sp.state = NODE_STATE[kind];
     setState(ev.node, NODE_STATE[kind], kind === 'node_finished' && ev.cached ? 'cached' : kind === 'node_failed' ? (ev.kind || 'failed') : '');
     if (kind === 'node_waiting') { showHitl(ev); setStatus('waiting'); }
@@ -242,6 +244,8 @@ function onEvent(kind, ev) {
     setStatus('waiting'); refreshRun();
   } else if (kind === 'run_finished') {
     c.finished = true; setStatus(ev.status || (ev.success ? 'succeeded' : 'failed'));
+    // Nodes the run never reached are not pending any more.
+    if (['succeeded', 'failed', 'cancelled'].includes(ev.status)) for (const n of c.plan.nodes) if (!c.states[n.id]) setState(n.id, 'not-run', 'not run');
     if (ev.error) $('#run-error').textContent = errText(ev.error);
     closeHitl();
     refreshRun();
@@ -289,7 +293,7 @@ async function stream(c) {
 async function openRun(id) {
   if (current) current.ctrl.abort();
   show('run-view');
-  $('#run-title').textContent = id; $('#run-error').textContent = ''; $('#outputs').replaceChildren(); $('#timeline').replaceChildren(); closeHitl();
+  $('#run-title').textContent = id; $('#run-error').textContent = ''; $('#node-errors').replaceChildren(); $('#node-errors').hidden = true; $('#outputs').replaceChildren(); $('#timeline').replaceChildren(); closeHitl();
   $('#graph').replaceChildren(el('p', { class: 'hint', text: 'Loading…' }));
   let run;
   try { run = await api('/v1/runs/' + encodeURIComponent(id)); }
@@ -352,7 +356,7 @@ async function renderOutputs(run) {
   const fileOf = (v) => { if (typeof v !== 'string') return null; const n = v.split(/[\\/]/).pop(); return byName[n] && (v.includes('/') || v === n) ? byName[n] : null; };
   const audio = (f) => {
     shown.add(f.name);
-    const a = el('audio', { controls: '', preload: 'metadata', 'aria-label': 'audio ' + f.name });
+    const a = el('audio', { controls: '', preload: 'metadata', 'aria-label': 'audio ' + f.name, 'data-file': f.name });
     const link = el('a', { download: f.name, text: 'Download ' + f.name, href: '#' });
     fileBlobUrl(run.id, f.name).then((u) => { a.src = u; link.href = u; }).catch((e) => a.replaceWith(el('p', { class: 'error', text: e.message })));
     return el('div', { class: 'file' }, a, ' ', link);
@@ -405,6 +409,14 @@ function showHitl(ev) {
   $('#hitl').replaceChildren(form); $('#hitl').hidden = false;
   if (c.lastSeq && !c.replaying) form.querySelector('input,textarea')?.focus();
 }
+// A failed node's error in words beside the graph, not only in a tooltip.
+function nodeError(ev) {
+  const list = $('#node-errors');
+  list.querySelector(`li[data-node="${CSS.escape(ev.node)}"]`)?.remove();
+  list.append(el('li', { 'data-node': ev.node }, el('strong', { text: ev.node }),
+    ` failed (${ev.kind || 'error'})${ev.continued ? ', the run went on' : ''}: `, el('span', { class: 'msg', text: errText(ev.error) })));
+  list.hidden = false;
+}
 function closeHitl() { if (current) current.hitl = null; $('#hitl').replaceChildren(); $('#hitl').hidden = true; }
 
 // ---- Gantt timeline of node spans, with per-node metrics
@@ -435,7 +447,7 @@ function drawTimeline() {
     g.append(m);
   });
   const tot = c.run?.metrics?.totals;
-  const summary = tot ? el('p', { class: 'hint', text: `wall ${fmtSecs(c.run.metrics.wall_secs)} · ${tot.calls} calls · ${tot.tokens} tokens` + (tot.cost_usd != null ? ` · $${tot.cost_usd}` : '') + ` · cache hits ${c.run.metrics.cache?.hits ?? 0}/${c.run.metrics.cache?.eligible ?? 0}` }) : '';
+  const summary = tot ? el('p', { class: 'hint', text: `wall ${fmtSecs(c.run.metrics.wall_secs)} · ${tot.calls} call${tot.calls === 1 ? '' : 's'} · ${tot.tokens} tokens` + (tot.cost_usd != null ? ` · $${tot.cost_usd}` : '') + ` · cache hits ${c.run.metrics.cache?.hits ?? 0}/${c.run.metrics.cache?.eligible ?? 0}` }) : '';
   $('#timeline').replaceChildren(g, summary);
 }
 // Provider stats name tokens by direction and cost in USD; accept the short names too.
