@@ -160,31 +160,42 @@ function layout(plan) {
   const rows = [];
   for (const [id, l] of Object.entries(layer)) (rows[l] = rows[l] || []).push(id);
   const W = 180, H = 44, GX = 30, GY = 46;
-  const back = plan.edges.some((e) => e.back) ? 110 : 0;
+  // Back edges, and forward edges that skip a layer, go round the right side
+  // (a straight skip would run under the nodes between).
+  const side = (e) => e.back || layer[e.to] - layer[e.from] > 1;
+  const back = plan.edges.some((e) => layer[e.from] !== undefined && layer[e.to] !== undefined && side(e)) ? 110 : 0;
   const width = Math.max(...rows.map((r) => (r || []).length)) * (W + GX) + GX + back;
   const pos = {};
   rows.forEach((r, y) => (r || []).forEach((id, x) => {
     const rowW = r.length * (W + GX) - GX;
     pos[id] = { x: (width - back - rowW) / 2 + x * (W + GX), y: GY / 2 + y * (H + GY), w: W, h: H };
   }));
-  return { pos, width, height: rows.length * (H + GY), W, H };
+  return { pos, width, height: rows.length * (H + GY), W, H, side };
 }
 
 function drawGraph(plan) {
-  const { pos, width, height } = layout(plan);
-  const g = svg('svg', { viewBox: `0 0 ${width} ${height}`, width, role: 'img', 'aria-label': 'Recipe graph', class: 'graph' });
+  const { pos, width: w0, height, side } = layout(plan);
+  let width = w0;
+  const g = svg('svg', { role: 'img', 'aria-label': 'Recipe graph', class: 'graph' });
   const defs = svg('defs'); const m = svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: '10', refY: '5', markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' });
   m.append(svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' })); defs.append(m); g.append(defs);
   for (const e of plan.edges) {
     const a = pos[e.from], b = pos[e.to]; if (!a || !b) continue;
     let d;
-    if (e.back) { const x1 = a.x + a.w, y1 = a.y + a.h / 2, x2 = b.x + b.w, y2 = b.y + b.h / 2; d = `M${x1},${y1} C${x1 + 60},${y1} ${x2 + 60},${y2} ${x2},${y2}`; }
+    const round = side(e);
+    if (round) { const x1 = a.x + a.w, y1 = a.y + a.h / 2, x2 = b.x + b.w, y2 = b.y + b.h / 2; d = `M${x1},${y1} C${x1 + 60},${y1} ${x2 + 60},${y2} ${x2},${y2}`; }
     else { const x1 = a.x + a.w / 2, y1 = a.y + a.h, x2 = b.x + b.w / 2, y2 = b.y; d = `M${x1},${y1} C${x1},${(y1 + y2) / 2} ${x2},${(y1 + y2) / 2} ${x2},${y2}`; }
     const p = svg('path', { d, class: 'edge' + (e.back ? ' back' : ''), 'marker-end': 'url(#arrow)' });
     const t = svg('title'); t.textContent = `${e.from} → ${e.to}` + (e.condition ? ` if ${e.condition}` : '') + (e.max_iterations ? ` (max ${e.max_iterations})` : ''); p.append(t);
     g.append(p);
-    if (e.condition) { const l = svg('text', e.back ? { x: Math.max(a.x, b.x) + a.w + 48, y: (a.y + b.y + a.h) / 2 + 4, class: 'edge-label' } : { x: (a.x + b.x + a.w) / 2 + 4, y: (a.y + a.h + b.y) / 2, class: 'edge-label' }); l.textContent = clip(e.condition, e.back ? 16 : 28); g.append(l); }
+    if (e.condition) {
+      const at = round ? { x: Math.max(a.x, b.x) + a.w + 48, y: (a.y + b.y + a.h) / 2 + 4 } : { x: (a.x + b.x + a.w) / 2 + 4, y: (a.y + a.h + b.y) / 2 };
+      const l = svg('text', { ...at, class: 'edge-label' }); l.textContent = clip(e.condition, round ? 16 : 28); g.append(l);
+      // Widen the picture so the label is not cut off (10px text: about 6px a character).
+      width = Math.max(width, at.x + l.textContent.length * 6 + 4);
+    }
   }
+  g.setAttribute('viewBox', `0 0 ${width} ${height}`); g.setAttribute('width', width);
   const types = Object.fromEntries(plan.nodes.map((n) => [n.id, n]));
   for (const [id, p] of Object.entries(pos)) {
     const terminal = id === 'START' || id === 'END';
