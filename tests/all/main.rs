@@ -50,3 +50,7 @@ mod cache;
 /// Durable runs (SIGKILL then resume, hitl across processes), error kinds,
 /// and `composer serve` as a real process on 127.0.0.1.
 mod hosting;
+
+/// The web page in a real headless Chromium over WebDriver: sign in, run
+/// the flagship, hitl, failures; screenshots under `target/web-e2e/`.
+mod web;

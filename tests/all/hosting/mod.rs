@@ -3,7 +3,7 @@
 //! real server process on 127.0.0.1.
 
 mod durable;
-mod serve;
+pub(crate) mod serve;
 
 use crate::providers::fake::{Fake, Fault};
 use std::path::Path;

@@ -8,10 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-const KEY_A: &str = "ck_tenant_a_key_for_tests_000000000000000000000000";
-const KEY_B: &str = "ck_tenant_b_key_for_tests_111111111111111111111111";
+pub(crate) const KEY_A: &str = "ck_tenant_a_key_for_tests_000000000000000000000000";
+pub(crate) const KEY_B: &str = "ck_tenant_b_key_for_tests_111111111111111111111111";
 
-fn sha(text: &str) -> String {
+pub(crate) fn sha(text: &str) -> String {
     composer::server::tenants::sha256_hex(text.as_bytes())
 }
 
@@ -27,7 +27,7 @@ edges: [greet to shout]
 final_outputs: [shout]
 "#;
 
-const REVIEW: &str = r#"
+pub(crate) const REVIEW: &str = r#"
 name: review
 nodes:
   - {id: draft, type: language_task, model: {provider: mock, model: echo}, prompt: "draft"}
@@ -43,10 +43,11 @@ nodes:
   - {id: wait, type: language_task, model: {provider: mock, model: echo, latency_ms: 1000}, prompt: "slowly"}
 "#;
 
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
+/// A `composer serve` process, killed when dropped, with its folder.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -60,7 +61,9 @@ fn start(dir: &std::path::Path) -> (Child, String) {
     start_with(dir, &[])
 }
 
-fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
+/// Starts `composer serve` on a free port of 127.0.0.1 in `dir` (where its
+/// `composer.toml` is) and returns it with its base URL.
+pub(crate) fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = crate::support::composer_command(dir)
         .envs(env.iter().copied())
         .args(["serve", "--addr", "127.0.0.1:0"])
