@@ -252,14 +252,15 @@ function onEvent(kind, ev) {
     setState(ev.node, 'running', `${ev.done}/${ev.total}` + (ev.failed ? ` (${ev.failed} failed)` : ''));
   } else if (kind === 'run_finished' && ev.status === 'waiting') {
     // The run is parked on a hitl node; it goes on (same event stream, later seqs) after a reply.
-    setStatus('waiting'); refreshRun();
+    setStatus('waiting'); refreshRun('waiting');
   } else if (kind === 'run_finished') {
-    c.finished = true; setStatus(ev.status || (ev.success ? 'succeeded' : 'failed'));
+    const status = ev.status || (ev.success ? 'succeeded' : 'failed');
+    c.finished = true; setStatus(status);
     // Nodes the run never reached are not pending any more.
     if (['succeeded', 'failed', 'cancelled'].includes(ev.status)) for (const n of c.plan.nodes) if (!c.states[n.id]) setState(n.id, 'not-run', 'not run');
     if (ev.error) $('#run-error').textContent = errText(ev.error);
     closeHitl();
-    refreshRun();
+    refreshRun(status);
   }
   drawTimeline();
 }
@@ -304,6 +305,8 @@ async function stream(c) {
 async function openRun(id) {
   if (current) current.ctrl.abort();
   show('run-view');
+  // Nothing of the run shown before (its status, its id) stays up while this one loads.
+  $('#run-status').textContent = ''; $('#run-status').className = 'badge'; $('#run-id').textContent = ''; $('#cancel-run').hidden = true;
   $('#run-title').textContent = id; $('#run-error').textContent = ''; $('#node-errors').replaceChildren(); $('#node-errors').hidden = true; $('#outputs').replaceChildren(); $('#timeline').replaceChildren(); closeHitl();
   $('#graph').replaceChildren(el('p', { class: 'hint', text: 'Loading…' }));
   let run;
@@ -322,10 +325,21 @@ async function openRun(id) {
   }, 250);
 }
 
-async function refreshRun() {
+// `expected`: the status the stream announced. The stream's run_finished can
+// come before the store holds the run's final record, so ask again shortly
+// (up to 10 s) rather than show a stale `running` over it.
+async function refreshRun(expected) {
   const c = current; if (!c) return;
-  try { const run = await api('/v1/runs/' + encodeURIComponent(c.id)); if (current === c) { c.run = run; setStatus(run.status); renderOutputs(run); drawTimeline(); } }
-  catch (e) { $('#run-error').textContent = e.message; }
+  const gen = c.refreshGen = (c.refreshGen || 0) + 1;
+  for (let tries = 0; ; tries++) {
+    let run;
+    try { run = await api('/v1/runs/' + encodeURIComponent(c.id)); }
+    catch (e) { $('#run-error').textContent = e.message; return; }
+    if (current !== c || c.refreshGen !== gen) return;
+    if (expected && run.status !== expected && tries < 40) { await new Promise((r) => setTimeout(r, 250)); continue; }
+    c.run = run; if (!expected || run.status === expected) setStatus(run.status);
+    renderOutputs(run); drawTimeline(); return;
+  }
 }
 
 // ---- outputs: audio via blob URLs, JSON pretty, strings as escaped Markdown with the raw text beside
