@@ -112,7 +112,20 @@ async fn bench_page_weight_and_first_render() {
             .unwrap();
         b.wait_visible("#in-count").await;
         b.js(METER, vec![]).await;
+        let before = b
+            .js(
+                "return document.querySelector('#run-id').textContent;",
+                vec![],
+            )
+            .await;
         b.click("#run-form button[type=submit]").await;
+        // The new run's view, not the last one's.
+        b.wait_for(
+            "the new run's view",
+            "const id = document.querySelector('#run-id').textContent; return id && id !== arguments[0] && !document.querySelector('#run-view').hidden;",
+            vec![before],
+        )
+        .await;
         b.wait_status(&["succeeded"]).await;
         b.wait_for(
             "the map node done",
@@ -144,7 +157,10 @@ async fn bench_page_weight_and_first_render() {
             )
             .await;
         let (began, finished) = (times[0].as_f64().unwrap(), times[1].as_f64().unwrap());
-        lag.push(m["doneAt"].as_f64().unwrap() - finished);
+        let done_at = m["doneAt"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("the page never showed the run done: {m}"));
+        lag.push(done_at - finished);
         walls.push(finished - began);
         gaps.push(m["maxGap"].as_f64().unwrap());
         long_tasks.push(m["longTaskMs"].as_f64().unwrap_or(0.0));

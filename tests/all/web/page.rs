@@ -222,11 +222,17 @@ async fn the_flagship_runs_from_the_page_to_a_playable_narration() {
         .await;
     assert_eq!(listed, "succeeded");
     b.shot("past-runs").await;
+    // The graph drawn before, marked, so the reopened view's is told apart.
+    b.js(
+        "document.querySelector('#graph svg').dataset.old = '1'; return true;",
+        vec![],
+    )
+    .await;
     b.click(&format!("#run-list a[href='#run/{run_id}']")).await;
     b.wait_status(&["succeeded"]).await;
     b.wait_for(
         "the reopened run's nodes to be done",
-        "const n = [...document.querySelectorAll('#graph g.node:not(.terminal)')]; return n.length === 8 && n.every((g) => g.dataset.state === 'done');",
+        "const s = document.querySelector('#graph svg:not([data-old])'); const n = s ? [...s.querySelectorAll('g.node:not(.terminal)')] : []; return n.length === 8 && n.every((g) => g.dataset.state === 'done');",
         vec![],
     )
     .await;
