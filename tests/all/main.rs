@@ -54,3 +54,7 @@ mod hosting;
 /// `composer load-test`: counts, failures by kind, percentiles, a duration
 /// stop, and `--server` against a real `composer serve`.
 mod loadtest;
+
+/// The web page in a real headless Chromium over WebDriver: sign in, run
+/// the flagship, hitl, failures; screenshots under `target/web-e2e/`.
+mod web;

@@ -27,7 +27,7 @@ edges: [greet to shout]
 final_outputs: [shout]
 "#;
 
-const REVIEW: &str = r#"
+pub(crate) const REVIEW: &str = r#"
 name: review
 nodes:
   - {id: draft, type: language_task, model: {provider: mock, model: echo}, prompt: "draft"}
@@ -43,6 +43,7 @@ nodes:
   - {id: wait, type: language_task, model: {provider: mock, model: echo, latency_ms: 1000}, prompt: "slowly"}
 "#;
 
+/// A `composer serve` process, killed when dropped, with its folder.
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) base: String,
@@ -73,7 +74,9 @@ pub(crate) fn start(dir: &std::path::Path) -> (Child, String) {
     start_with(dir, &[])
 }
 
-fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
+/// Starts `composer serve` on a free port of 127.0.0.1 in `dir` (where its
+/// `composer.toml` is) and returns it with its base URL.
+pub(crate) fn start_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = crate::support::composer_command(dir)
         .envs(env.iter().copied())
         .args(["serve", "--addr", "127.0.0.1:0"])

@@ -26,18 +26,20 @@ async function loadRecipes() {
     const b = document.createElement('button');
     b.type = 'button'; b.className = 'card'; b.dataset.recipe = r.name;
     b.innerHTML = '<strong></strong><span></span>';
-    b.firstChild.textContent = r.name; b.lastChild.textContent = r.description || '';
+    b.firstChild.textContent = r.inputs?.title || r.name; b.lastChild.textContent = r.description || '';
     b.addEventListener('click', () => { location.hash = '#recipe/' + encodeURIComponent(r.name); });
     li.append(b); return li;
   }));
   show('recipes-view');
+  performance.mark('recipes-shown'); // for the page's benchmark
 }
 
 // One field per schema property (string, text, int, float, bool, literal, file).
 function field(name, s, required) {
   const wrap = document.createElement('div'); wrap.className = 'field';
   const label = document.createElement('label'); label.htmlFor = 'in-' + name;
-  label.textContent = name + (required ? ' *' : '');
+  // The recipe's label for the input (its id when it has none).
+  label.textContent = (s.title || name) + (required ? ' *' : '');
   let el;
   if (s.enum) { el = document.createElement('select'); for (const v of s.enum) el.add(new Option(v, v)); }
   else if (s['x-composer-multiline']) el = document.createElement('textarea');
@@ -55,7 +57,7 @@ function field(name, s, required) {
 }
 
 function openForm(r) {
-  $('#form-title').textContent = r.name; $('#form-desc').textContent = r.description || '';
+  $('#form-title').textContent = r.inputs?.title || r.name; $('#form-desc').textContent = r.description || '';
   const form = $('#run-form'); const req = r.inputs?.required || [];
   form.replaceChildren(...Object.entries(r.inputs?.properties || {}).map(([n, s]) => field(n, s, req.includes(n))));
   const go = document.createElement('button'); go.type = 'submit'; go.textContent = 'Run';
@@ -158,35 +160,46 @@ function layout(plan) {
   const rows = [];
   for (const [id, l] of Object.entries(layer)) (rows[l] = rows[l] || []).push(id);
   const W = 180, H = 44, GX = 30, GY = 46;
-  const back = plan.edges.some((e) => e.back) ? 110 : 0;
+  // Back edges, and forward edges that skip a layer, go round the right side
+  // (a straight skip would run under the nodes between).
+  const side = (e) => e.back || layer[e.to] - layer[e.from] > 1;
+  const back = plan.edges.some((e) => layer[e.from] !== undefined && layer[e.to] !== undefined && side(e)) ? 110 : 0;
   const width = Math.max(...rows.map((r) => (r || []).length)) * (W + GX) + GX + back;
   const pos = {};
   rows.forEach((r, y) => (r || []).forEach((id, x) => {
     const rowW = r.length * (W + GX) - GX;
     pos[id] = { x: (width - back - rowW) / 2 + x * (W + GX), y: GY / 2 + y * (H + GY), w: W, h: H };
   }));
-  return { pos, width, height: rows.length * (H + GY), W, H };
+  return { pos, width, height: rows.length * (H + GY), W, H, side };
 }
 
 function drawGraph(plan) {
-  const { pos, width, height } = layout(plan);
-  const g = svg('svg', { viewBox: `0 0 ${width} ${height}`, width, role: 'img', 'aria-label': 'Recipe graph', class: 'graph' });
+  const { pos, width: w0, height, side } = layout(plan);
+  let width = w0;
+  const g = svg('svg', { role: 'img', 'aria-label': 'Recipe graph', class: 'graph' });
   const defs = svg('defs'); const m = svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: '10', refY: '5', markerWidth: '7', markerHeight: '7', orient: 'auto-start-reverse' });
   m.append(svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrowhead' })); defs.append(m); g.append(defs);
   for (const e of plan.edges) {
     const a = pos[e.from], b = pos[e.to]; if (!a || !b) continue;
     let d;
-    if (e.back) { const x1 = a.x + a.w, y1 = a.y + a.h / 2, x2 = b.x + b.w, y2 = b.y + b.h / 2; d = `M${x1},${y1} C${x1 + 60},${y1} ${x2 + 60},${y2} ${x2},${y2}`; }
+    const round = side(e);
+    if (round) { const x1 = a.x + a.w, y1 = a.y + a.h / 2, x2 = b.x + b.w, y2 = b.y + b.h / 2; d = `M${x1},${y1} C${x1 + 60},${y1} ${x2 + 60},${y2} ${x2},${y2}`; }
     else { const x1 = a.x + a.w / 2, y1 = a.y + a.h, x2 = b.x + b.w / 2, y2 = b.y; d = `M${x1},${y1} C${x1},${(y1 + y2) / 2} ${x2},${(y1 + y2) / 2} ${x2},${y2}`; }
     const p = svg('path', { d, class: 'edge' + (e.back ? ' back' : ''), 'marker-end': 'url(#arrow)' });
     const t = svg('title'); t.textContent = `${e.from} → ${e.to}` + (e.condition ? ` if ${e.condition}` : '') + (e.max_iterations ? ` (max ${e.max_iterations})` : ''); p.append(t);
     g.append(p);
-    if (e.condition) { const l = svg('text', e.back ? { x: Math.max(a.x, b.x) + a.w + 48, y: (a.y + b.y + a.h) / 2 + 4, class: 'edge-label' } : { x: (a.x + b.x + a.w) / 2 + 4, y: (a.y + a.h + b.y) / 2, class: 'edge-label' }); l.textContent = clip(e.condition, e.back ? 16 : 28); g.append(l); }
+    if (e.condition) {
+      const at = round ? { x: Math.max(a.x, b.x) + a.w + 48, y: (a.y + b.y + a.h) / 2 + 4 } : { x: (a.x + b.x + a.w) / 2 + 4, y: (a.y + a.h + b.y) / 2 };
+      const l = svg('text', { ...at, class: 'edge-label' }); l.textContent = clip(e.condition, round ? 16 : 28); g.append(l);
+      // Widen the picture so the label is not cut off (10px text: about 6px a character).
+      width = Math.max(width, at.x + l.textContent.length * 6 + 4);
+    }
   }
+  g.setAttribute('viewBox', `0 0 ${width} ${height}`); g.setAttribute('width', width);
   const types = Object.fromEntries(plan.nodes.map((n) => [n.id, n]));
   for (const [id, p] of Object.entries(pos)) {
     const terminal = id === 'START' || id === 'END';
-    const n = svg('g', { class: 'node ' + (terminal ? 'terminal' : 'pending'), 'data-node': id, transform: `translate(${p.x},${p.y})` });
+    const n = svg('g', { class: 'node ' + (terminal ? 'terminal' : 'pending'), 'data-node': id, 'data-state': terminal ? 'terminal' : 'pending', transform: `translate(${p.x},${p.y})` });
     n.append(svg('rect', { width: p.w, height: p.h, rx: terminal ? 22 : 6 }));
     const t1 = svg('text', { x: p.w / 2, y: terminal ? 27 : 19, class: 'name' }); t1.textContent = clip(id, 22); n.append(t1);
     if (!terminal) {
@@ -203,7 +216,7 @@ function setState(node, state, note) {
   current.states[node] = state;
   const g = document.querySelector(`#graph g.node[data-node="${CSS.escape(node)}"]`);
   if (!g) return;
-  g.setAttribute('class', 'node ' + state);
+  g.setAttribute('class', 'node ' + state); g.dataset.state = state;
   const sub = g.querySelector('text.sub'); const type = current.plan.nodes.find((n) => n.id === node)?.type || '';
   if (sub) sub.textContent = clip(note ? `${type} · ${note}` : type, 30);
   const tt = g.querySelector('title'); if (tt) tt.textContent = `${node} (${type}): ${state}${note ? ' · ' + note : ''}`;
@@ -229,7 +242,7 @@ function onEvent(kind, ev) {
     else if (kind === 'node_started' || !sp || sp.end != null) { sp = { start: ev.at, end: null }; list.push(sp); }
     if (kind !== 'node_started' && kind !== 'node_waiting') sp.end = ev.at;
     if (kind === 'node_finished') { sp.stats = normStats(ev.stats); sp.cached = ev.cached; sp.duration = ev.duration; sp.plugin = ev.plugin; }
-    if (kind === 'node_failed') sp.error = ev.error;
+    if (kind === 'node_failed') { sp.error = ev.error; nodeError(ev); }
     sp.state = NODE_STATE[kind];
     setState(ev.node, NODE_STATE[kind], kind === 'node_finished' && ev.cached ? 'cached' : kind === 'node_failed' ? (ev.kind || 'failed') : '');
     if (kind === 'node_waiting') { showHitl(ev); setStatus('waiting'); }
@@ -239,12 +252,15 @@ function onEvent(kind, ev) {
     setState(ev.node, 'running', `${ev.done}/${ev.total}` + (ev.failed ? ` (${ev.failed} failed)` : ''));
   } else if (kind === 'run_finished' && ev.status === 'waiting') {
     // The run is parked on a hitl node; it goes on (same event stream, later seqs) after a reply.
-    setStatus('waiting'); refreshRun();
+    setStatus('waiting'); refreshRun('waiting');
   } else if (kind === 'run_finished') {
-    c.finished = true; setStatus(ev.status || (ev.success ? 'succeeded' : 'failed'));
+    const status = ev.status || (ev.success ? 'succeeded' : 'failed');
+    c.finished = true; setStatus(status);
+    // Nodes the run never reached are not pending any more.
+    if (['succeeded', 'failed', 'cancelled'].includes(ev.status)) for (const n of c.plan.nodes) if (!c.states[n.id]) setState(n.id, 'not-run', 'not run');
     if (ev.error) $('#run-error').textContent = errText(ev.error);
     closeHitl();
-    refreshRun();
+    refreshRun(status);
   }
   drawTimeline();
 }
@@ -289,7 +305,9 @@ async function stream(c) {
 async function openRun(id) {
   if (current) current.ctrl.abort();
   show('run-view');
-  $('#run-title').textContent = id; $('#run-error').textContent = ''; $('#outputs').replaceChildren(); $('#timeline').replaceChildren(); closeHitl();
+  // Nothing of the run shown before (its status, its id) stays up while this one loads.
+  $('#run-status').textContent = ''; $('#run-status').className = 'badge'; $('#run-id').textContent = ''; $('#cancel-run').hidden = true;
+  $('#run-title').textContent = id; $('#run-error').textContent = ''; $('#node-errors').replaceChildren(); $('#node-errors').hidden = true; $('#outputs').replaceChildren(); $('#timeline').replaceChildren(); closeHitl();
   $('#graph').replaceChildren(el('p', { class: 'hint', text: 'Loading…' }));
   let run;
   try { run = await api('/v1/runs/' + encodeURIComponent(id)); }
@@ -307,10 +325,21 @@ async function openRun(id) {
   }, 250);
 }
 
-async function refreshRun() {
+// `expected`: the status the stream announced. The stream's run_finished can
+// come before the store holds the run's final record, so ask again shortly
+// (up to 10 s) rather than show a stale `running` over it.
+async function refreshRun(expected) {
   const c = current; if (!c) return;
-  try { const run = await api('/v1/runs/' + encodeURIComponent(c.id)); if (current === c) { c.run = run; setStatus(run.status); renderOutputs(run); drawTimeline(); } }
-  catch (e) { $('#run-error').textContent = e.message; }
+  const gen = c.refreshGen = (c.refreshGen || 0) + 1;
+  for (let tries = 0; ; tries++) {
+    let run;
+    try { run = await api('/v1/runs/' + encodeURIComponent(c.id)); }
+    catch (e) { $('#run-error').textContent = e.message; return; }
+    if (current !== c || c.refreshGen !== gen) return;
+    if (expected && run.status !== expected && tries < 40) { await new Promise((r) => setTimeout(r, 250)); continue; }
+    c.run = run; if (!expected || run.status === expected) setStatus(run.status);
+    renderOutputs(run); drawTimeline(); return;
+  }
 }
 
 // ---- outputs: audio via blob URLs, JSON pretty, strings as escaped Markdown with the raw text beside
@@ -352,7 +381,7 @@ async function renderOutputs(run) {
   const fileOf = (v) => { if (typeof v !== 'string') return null; const n = v.split(/[\\/]/).pop(); return byName[n] && (v.includes('/') || v === n) ? byName[n] : null; };
   const audio = (f) => {
     shown.add(f.name);
-    const a = el('audio', { controls: '', preload: 'metadata', 'aria-label': 'audio ' + f.name });
+    const a = el('audio', { controls: '', preload: 'metadata', 'aria-label': 'audio ' + f.name, 'data-file': f.name });
     const link = el('a', { download: f.name, text: 'Download ' + f.name, href: '#' });
     fileBlobUrl(run.id, f.name).then((u) => { a.src = u; link.href = u; }).catch((e) => a.replaceWith(el('p', { class: 'error', text: e.message })));
     return el('div', { class: 'file' }, a, ' ', link);
@@ -405,6 +434,14 @@ function showHitl(ev) {
   $('#hitl').replaceChildren(form); $('#hitl').hidden = false;
   if (c.lastSeq && !c.replaying) form.querySelector('input,textarea')?.focus();
 }
+// A failed node's error in words beside the graph, not only in a tooltip.
+function nodeError(ev) {
+  const list = $('#node-errors');
+  list.querySelector(`li[data-node="${CSS.escape(ev.node)}"]`)?.remove();
+  list.append(el('li', { 'data-node': ev.node }, el('strong', { text: ev.node }),
+    ` failed (${ev.kind || 'error'})${ev.continued ? ', the run went on' : ''}: `, el('span', { class: 'msg', text: errText(ev.error) })));
+  list.hidden = false;
+}
 function closeHitl() { if (current) current.hitl = null; $('#hitl').replaceChildren(); $('#hitl').hidden = true; }
 
 // ---- Gantt timeline of node spans, with per-node metrics
@@ -435,7 +472,7 @@ function drawTimeline() {
     g.append(m);
   });
   const tot = c.run?.metrics?.totals;
-  const summary = tot ? el('p', { class: 'hint', text: `wall ${fmtSecs(c.run.metrics.wall_secs)} · ${tot.calls} calls · ${tot.tokens} tokens` + (tot.cost_usd != null ? ` · $${tot.cost_usd}` : '') + ` · cache hits ${c.run.metrics.cache?.hits ?? 0}/${c.run.metrics.cache?.eligible ?? 0}` }) : '';
+  const summary = tot ? el('p', { class: 'hint', text: `wall ${fmtSecs(c.run.metrics.wall_secs)} · ${tot.calls} call${tot.calls === 1 ? '' : 's'} · ${tot.tokens} tokens` + (tot.cost_usd != null ? ` · $${tot.cost_usd}` : '') + ` · cache hits ${c.run.metrics.cache?.hits ?? 0}/${c.run.metrics.cache?.eligible ?? 0}` }) : '';
   $('#timeline').replaceChildren(g, summary);
 }
 // Provider stats name tokens by direction and cost in USD; accept the short names too.
