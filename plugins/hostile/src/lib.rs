@@ -25,6 +25,12 @@
 //!   `{"ok": true}`.
 //! - `log_flood` → 100,000 `log::info` lines, then `{"ok": true}`.
 //! - `env` → the environment variables it sees, as a JSON object.
+//! - `plant_secret` `{"secret"}` → fills 4 MiB of its memory with copies of
+//!   `secret` and keeps them, then `{"planted": <bytes>}`.
+//! - `scan_memory` `{"reversed", "plant"}` → whether the secret (given
+//!   reversed, so the input never holds it) is anywhere in this instance's
+//!   linear memory: `{"found", "scanned"}`. With `"plant": true` it plants
+//!   first (the scanner's own check).
 
 use composer_plugin_sdk::bindings::Guest;
 use composer_plugin_sdk::{info, log, FunctionInfo};
@@ -64,6 +70,14 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("stdout_flood", "Writes 10 MiB to stdout and to stderr"),
     ("log_flood", "Logs 100,000 info lines"),
     ("env", "Returns the environment variables it sees"),
+    (
+        "plant_secret",
+        "Fills 4 MiB of memory with copies of `secret`",
+    ),
+    (
+        "scan_memory",
+        "Whether the reversed `reversed` is anywhere in linear memory",
+    ),
 ];
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
@@ -226,8 +240,58 @@ pub fn dispatch(function: &str, input: &str) -> Result<String, String> {
                 .map(|(k, v)| (k, Value::String(v)))
                 .collect::<Map<_, _>>(),
         )),
+        "plant_secret" => {
+            let secret = string_field(&input, "secret")?;
+            encode(&json!({ "planted": plant(secret.as_bytes()) }))
+        }
+        "scan_memory" => {
+            let reversed = string_field(&input, "reversed")?;
+            // The one copy of the secret this call makes, skipped by the scan.
+            let needle: Vec<u8> = reversed.bytes().rev().collect();
+            if input.get("plant").and_then(Value::as_bool) == Some(true) {
+                plant(&needle);
+            }
+            let (found, scanned) = scan(&needle);
+            encode(&json!({ "found": found, "scanned": scanned }))
+        }
         other => Err(format!("this plugin has no function `{other}`")),
     }
+}
+
+/// Copies of `secret` over 4 MiB of heap, kept for the instance's life.
+fn plant(secret: &[u8]) -> usize {
+    if secret.is_empty() {
+        return 0;
+    }
+    let copies = (4 * MIB as usize) / secret.len();
+    let planted: Vec<u8> = secret.repeat(copies);
+    black_box(planted.leak()).len()
+}
+
+/// Searches the whole linear memory (past the first KiB) for `needle`,
+/// except the needle itself. Returns (found, bytes scanned).
+#[cfg(target_arch = "wasm32")]
+fn scan(needle: &[u8]) -> (bool, usize) {
+    let size = core::arch::wasm32::memory_size::<0>() * 65_536;
+    let own = needle.as_ptr() as usize;
+    let start = 1024;
+    if needle.is_empty() || size <= start {
+        return (false, 0);
+    }
+    // Every address below the memory's size is readable in WebAssembly:
+    // this reads the instance's memory as the host handed it over.
+    #[allow(unsafe_code)]
+    let memory = unsafe { core::slice::from_raw_parts(start as *const u8, size - start) };
+    let found = memory
+        .windows(needle.len())
+        .enumerate()
+        .any(|(i, w)| start + i != own && w == needle);
+    (found, size - start)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn scan(_needle: &[u8]) -> (bool, usize) {
+    (false, 0)
 }
 
 #[cfg(test)]
@@ -237,7 +301,7 @@ mod tests {
     #[test]
     fn describes_every_function_and_only_echo_is_pure() {
         let functions = Hostile::describe();
-        assert_eq!(functions.len(), 16);
+        assert_eq!(functions.len(), 18);
         assert!(functions.iter().all(|f| f.pure == (f.name == "echo")));
     }
 

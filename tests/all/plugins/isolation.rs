@@ -1,5 +1,6 @@
 //! A fresh instance per call: hostile `count_calls` counts in a global, and
-//! sees 1 every time, one call after another and many at once.
+//! sees 1 every time, one call after another and many at once; a secret
+//! one call leaves in its memory is never seen by a later call.
 
 use super::{call_context, hostile_function, limits, project_services, recipe, run, Env};
 use composer::plugins::Function;
@@ -56,4 +57,57 @@ async fn spawned_calls_each_see_a_fresh_instance() {
         counts.push(r.unwrap().unwrap_or_else(|e| panic!("{e}")));
     }
     assert_eq!(counts, vec![json!(1); 50]);
+}
+
+/// What one call leaves in its memory no later call sees, in the same
+/// pool slots (the pooling allocator's data leak between instances,
+/// CVE-2022-39393, must not come back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_sees_what_an_earlier_call_left_in_memory() {
+    let env = Env::new();
+    let host = env.hostile_host(limits(|_| {}));
+    let plant = hostile_function(&host, "plant_secret").await;
+    let scan = std::sync::Arc::new(hostile_function(&host, "scan_memory").await);
+    let (ctx, _) = call_context(&env.out);
+    let secret = format!("tenant-a-api-key-{}-do-not-leak", std::process::id());
+    let reversed: String = secret.chars().rev().collect();
+
+    // The scanner finds a secret that is there.
+    let own = scan
+        .call(json!({"reversed": reversed, "plant": true}), &ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(own["found"], true, "{own}");
+
+    for i in 0..8 {
+        let planted = plant
+            .call(json!({ "secret": secret }), &ctx)
+            .await
+            .unwrap_or_else(|e| panic!("plant {i}: {e}"));
+        assert!(
+            planted["planted"].as_u64().unwrap_or(0) > 1 << 20,
+            "{planted}"
+        );
+    }
+    for i in 0..16 {
+        let seen = scan
+            .call(json!({ "reversed": reversed }), &ctx)
+            .await
+            .unwrap_or_else(|e| panic!("scan {i}: {e}"));
+        assert_eq!(
+            seen["found"], false,
+            "call {i} saw an earlier call's secret"
+        );
+        assert!(seen["scanned"].as_u64().unwrap_or(0) > 0, "{seen}");
+    }
+    // And many at once, on whichever slots they get.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (scan, ctx, reversed) = (scan.clone(), ctx.clone(), reversed.clone());
+        tasks.spawn(async move { scan.call(json!({ "reversed": reversed }), &ctx).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let seen = r.unwrap().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(seen["found"], false, "{seen}");
+    }
 }
