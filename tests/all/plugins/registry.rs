@@ -17,6 +17,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// The functions of the test plugin `hostile` (`plugins/hostile`).
+const HOSTILE_FUNCTIONS: usize = 18;
+
 /// A native function `name` that answers `{"from": <scope>}`.
 struct Native {
     name: &'static str,
@@ -169,7 +172,7 @@ async fn discovery_warns_about_duplicates_and_broken_components() {
     let warnings = register_project_plugins(&host, &mut registry).await;
 
     let duplicates = warnings.iter().filter(|w| w.contains("b.wasm")).count();
-    assert_eq!(duplicates, 16, "{warnings:#?}");
+    assert_eq!(duplicates, HOSTILE_FUNCTIONS, "{warnings:#?}");
     assert!(
         !warnings.iter().any(|w| w.contains("c.wasm")),
         "an identical copy is no conflict: {warnings:#?}"
@@ -184,11 +187,12 @@ async fn discovery_warns_about_duplicates_and_broken_components() {
         warnings.iter().any(|w| w.contains("missing")),
         "{warnings:#?}"
     );
-    assert_eq!(warnings.len(), 18, "{warnings:#?}");
+    // Every duplicate, the broken component and the missing folder.
+    assert_eq!(warnings.len(), HOSTILE_FUNCTIONS + 2, "{warnings:#?}");
     let (scope, f) = registry.get("echo").expect("echo is registered");
     assert_eq!(scope, Scope::Project);
     assert!(f.origin().contains("a.wasm"), "{}", f.origin());
-    assert_eq!(registry.names().count(), 16);
+    assert_eq!(registry.names().count(), HOSTILE_FUNCTIONS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +259,7 @@ async fn compiled_code_and_metadata_are_cached_by_content_hash() {
     let (_, functions) = describe_file(&host, &hostile_wasm())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(functions.len(), 16);
+    assert_eq!(functions.len(), HOSTILE_FUNCTIONS);
     assert!(host.started());
     let files = cache_files(&env);
     assert_eq!(files.len(), 2, "{files:?}");
