@@ -60,7 +60,10 @@ if ! rustup target list --installed | grep -qx "$target"; then
   rustup target add "$target"
 fi
 
-cargo build --quiet --manifest-path "$plugins/Cargo.toml" --target "$target" --release
+# Their own target folder, whatever CARGO_TARGET_DIR says: the components
+# are picked up from it below.
+cargo build --quiet --manifest-path "$plugins/Cargo.toml" --target "$target" --release \
+  --target-dir "$plugins/target"
 
 built="$plugins/target/$target/release"
 for manifest in "$plugins"/*/Cargo.toml; do
