@@ -24,9 +24,7 @@ mod doc;
 mod wasm;
 
 use composer::config::EngineSettings;
-use composer::engine::events::NoEvents;
 use composer::engine::run::Services;
-use composer::engine::runner::{run_recipe, RunRequest};
 use composer::plugins::catalog::{register_project_plugins, PluginHost, PluginSettings};
 use composer::plugins::PluginLimits;
 use composer::recipe::document::Format;
@@ -136,19 +134,8 @@ fn measure(
     let services = Arc::new(services);
     let out = tempfile::tempdir().unwrap();
     let run = || {
-        let request = RunRequest {
-            recipe: recipe.clone(),
-            inputs: Default::default(),
-            model_override: None,
-            out_root: out.path().to_path_buf(),
-            replies: Default::default(),
-            events: Arc::new(NoEvents),
-            allow_extra_inputs: false,
-            cache_mode: Default::default(),
-        };
         let started = Instant::now();
-        let outcome = rt.block_on(run_recipe(services.clone(), request)).unwrap();
-        assert!(outcome.success(), "{language}: {:?}", outcome.error);
+        wasm::run_ok(rt, &services, &recipe, out.path());
         started.elapsed()
     };
     run();

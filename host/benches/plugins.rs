@@ -23,9 +23,7 @@
 mod wasm;
 
 use composer::config::EngineSettings;
-use composer::engine::events::NoEvents;
 use composer::engine::run::Services;
-use composer::engine::runner::{run_recipe, RunRequest};
 use composer::plugins::catalog::{register_project_plugins, PluginHost, PluginSettings};
 use composer::plugins::runtime::PluginRuntime;
 use composer::plugins::PluginLimits;
@@ -135,20 +133,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("plugin map");
     g.sample_size(10).throughput(Throughput::Elements(10_000));
     g.bench_function("10,000 items", |b| {
-        b.iter(|| {
-            let request = RunRequest {
-                recipe: recipe.clone(),
-                inputs: Default::default(),
-                model_override: None,
-                out_root: out.path().to_path_buf(),
-                replies: Default::default(),
-                events: Arc::new(NoEvents),
-                allow_extra_inputs: false,
-                cache_mode: Default::default(),
-            };
-            let outcome = rt.block_on(run_recipe(services.clone(), request)).unwrap();
-            assert!(outcome.success(), "{:?}", outcome.error);
-        })
+        b.iter(|| wasm::run_ok(&rt, &services, &recipe, out.path()))
     });
     g.finish();
 

@@ -28,3 +28,30 @@ pub fn runtime(cache: Option<PathBuf>) -> PluginRuntime {
     })
     .expect("the plugin runtime starts")
 }
+
+/// Runs `recipe` once with `services`, writing into `out`; panics if the
+/// run fails.
+pub fn run_ok(
+    rt: &tokio::runtime::Runtime,
+    services: &std::sync::Arc<composer::engine::run::Services>,
+    recipe: &std::sync::Arc<composer::recipe::Recipe>,
+    out: &Path,
+) {
+    let request = composer::engine::runner::RunRequest {
+        recipe: recipe.clone(),
+        inputs: Default::default(),
+        model_override: None,
+        out_root: out.to_path_buf(),
+        replies: Default::default(),
+        events: std::sync::Arc::new(composer::engine::events::NoEvents),
+        allow_extra_inputs: false,
+        cache_mode: Default::default(),
+    };
+    let outcome = rt
+        .block_on(composer::engine::runner::run_recipe(
+            services.clone(),
+            request,
+        ))
+        .expect("the run starts");
+    assert!(outcome.success(), "{:?}", outcome.error);
+}
