@@ -39,20 +39,50 @@ enum Write {
     Flush(mpsc::Sender<()>),
 }
 
-pub struct SqliteBackend {
-    db: Arc<Database>,
+/// A writer thread that stores queued results in batches (whatever has
+/// queued up at once); a backend says how a batch is stored. Failures are
+/// kept, the first one reported: the cache goes on from memory.
+pub(crate) struct BatchWriter {
     tx: Mutex<Option<mpsc::Sender<Write>>>,
     failure: Arc<Mutex<Option<String>>>,
 }
 
-impl SqliteBackend {
-    pub fn new(db: Arc<Database>) -> SqliteBackend {
+impl BatchWriter {
+    pub(crate) fn start(
+        mut store: impl FnMut(&[&CacheRow]) -> Result<(), String> + Send + 'static,
+    ) -> BatchWriter {
         let (tx, rx) = mpsc::channel::<Write>();
         let failure = Arc::new(Mutex::new(None));
-        let (writer_db, writer_failure) = (db.clone(), failure.clone());
+        let writer_failure = failure.clone();
         let started = std::thread::Builder::new()
             .name("composer-cache-writer".into())
-            .spawn(move || write_loop(&writer_db, &rx, &writer_failure));
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    let rows: Vec<&CacheRow> = batch
+                        .iter()
+                        .filter_map(|w| match w {
+                            Write::Row(r) => Some(r),
+                            Write::Flush(_) => None,
+                        })
+                        .collect();
+                    if !rows.is_empty() {
+                        if let Err(e) = store(&rows) {
+                            if let Ok(mut f) = writer_failure.lock() {
+                                f.get_or_insert(e);
+                            }
+                        }
+                    }
+                    for w in batch {
+                        if let Write::Flush(done) = w {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
         let tx = match started {
             Ok(_) => Some(tx),
             Err(e) => {
@@ -62,8 +92,7 @@ impl SqliteBackend {
                 None
             }
         };
-        SqliteBackend {
-            db,
+        BatchWriter {
             tx: Mutex::new(tx),
             failure,
         }
@@ -76,53 +105,68 @@ impl SqliteBackend {
             .and_then(|tx| tx.as_ref().map(|tx| tx.send(w).is_ok()))
             .unwrap_or(false)
     }
-}
 
-fn write_loop(db: &Database, rx: &mpsc::Receiver<Write>, failure: &Mutex<Option<String>>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let rows: Vec<&CacheRow> = batch
-            .iter()
-            .filter_map(|w| match w {
-                Write::Row(r) => Some(r),
-                Write::Flush(_) => None,
-            })
-            .collect();
-        if !rows.is_empty() {
-            let written = db.with(|c| {
-                let tx = c.transaction()?;
-                {
-                    let mut stmt = tx.prepare_cached(
-                        "INSERT OR REPLACE INTO cache (key, kind, value, created_at, expires_at, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?;
-                    for r in &rows {
-                        stmt.execute(rusqlite::params![
-                            r.key,
-                            r.kind,
-                            r.value,
-                            r.created_at,
-                            r.expires_at,
-                            r.value.len() as i64
-                        ])?;
-                    }
-                }
-                tx.commit()
-            });
-            if let Err(e) = written {
-                if let Ok(mut f) = failure.lock() {
-                    f.get_or_insert(e.to_string());
-                }
-            }
-        }
-        for w in batch {
-            if let Write::Flush(done) = w {
-                let _ = done.send(());
+    pub(crate) fn put(&self, row: CacheRow) {
+        if !self.send(Write::Row(row)) {
+            if let Ok(mut f) = self.failure.lock() {
+                f.get_or_insert("the cache writer stopped".into());
             }
         }
     }
+
+    pub(crate) async fn flush(&self) {
+        let (done, wait) = mpsc::channel();
+        if self.send(Write::Flush(done)) {
+            let _ = tokio::task::spawn_blocking(move || wait.recv()).await;
+        }
+    }
+
+    pub(crate) fn flush_now(&self) {
+        let (done, wait) = mpsc::channel();
+        if self.send(Write::Flush(done)) {
+            let _ = wait.recv();
+        }
+    }
+
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+pub struct SqliteBackend {
+    db: Arc<Database>,
+    writer: BatchWriter,
+}
+
+impl SqliteBackend {
+    pub fn new(db: Arc<Database>) -> SqliteBackend {
+        let writer_db = db.clone();
+        let writer = BatchWriter::start(move |rows| store_rows(&writer_db, rows));
+        SqliteBackend { db, writer }
+    }
+}
+
+fn store_rows(db: &Database, rows: &[&CacheRow]) -> Result<(), String> {
+    db.with(|c| {
+        let tx = c.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO cache (key, kind, value, created_at, expires_at, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for r in rows {
+                stmt.execute(rusqlite::params![
+                    r.key,
+                    r.kind,
+                    r.value,
+                    r.created_at,
+                    r.expires_at,
+                    r.value.len() as i64
+                ])?;
+            }
+        }
+        tx.commit()
+    })
+    .map_err(|e| e.to_string())
 }
 
 #[async_trait]
@@ -145,28 +189,18 @@ impl CacheBackend for SqliteBackend {
     }
 
     fn put(&self, row: CacheRow) {
-        if !self.send(Write::Row(row)) {
-            if let Ok(mut f) = self.failure.lock() {
-                f.get_or_insert("the cache writer stopped".into());
-            }
-        }
+        self.writer.put(row);
     }
 
     async fn flush(&self) {
-        let (done, wait) = mpsc::channel();
-        if self.send(Write::Flush(done)) {
-            let _ = tokio::task::spawn_blocking(move || wait.recv()).await;
-        }
+        self.writer.flush().await;
     }
 
     fn flush_now(&self) {
-        let (done, wait) = mpsc::channel();
-        if self.send(Write::Flush(done)) {
-            let _ = wait.recv();
-        }
+        self.writer.flush_now();
     }
 
     fn failure(&self) -> Option<String> {
-        self.failure.lock().ok().and_then(|f| f.clone())
+        self.writer.failure()
     }
 }

@@ -438,7 +438,6 @@ impl RunStore for SqliteStore {
         id: &str,
         restored: HashMap<String, StoredOutput>,
     ) -> Result<Arc<dyn Journal>, StoreError> {
-        let (tx, rx) = mpsc::channel::<Write>();
         let db = self.db.clone();
         let run_id = id.to_string();
         db.with(|c| {
@@ -447,18 +446,21 @@ impl RunStore for SqliteStore {
                 params![run_id, unix_now()],
             )
         })?;
-        std::thread::Builder::new()
-            .name("composer-run-store".into())
-            .spawn(move || write_loop(&db, &run_id, &rx))
-            .map_err(|e| StoreError::Stopped(format!("cannot start the run store writer: {e}")))?;
-        Ok(Arc::new(SqliteJournal {
-            tx: Mutex::new(Some(tx)),
-            restored,
-        }))
+        let journal = QueuedJournal::start(restored, move |batch| {
+            let _ = db.with(|c| {
+                let tx = c.transaction()?;
+                for w in batch {
+                    write_one(&tx, &run_id, w)?;
+                }
+                tx.commit()
+            });
+        })?;
+        Ok(journal)
     }
 }
 
-enum Write {
+/// One write of a run attempt, in the order the run made it.
+pub(crate) enum Write {
     Event(Event),
     Checkpoint {
         key: String,
@@ -472,13 +474,51 @@ enum Write {
     },
 }
 
-/// One run attempt's writer: events, checkpoints, the end.
-pub struct SqliteJournal {
+/// One run attempt's journal: writes queue up in order and a writer
+/// thread stores whatever has queued up as one batch (one transaction),
+/// acknowledging checkpoints and the end only once their batch is stored.
+/// The store decides how a batch is written.
+pub(crate) struct QueuedJournal {
     tx: Mutex<Option<mpsc::Sender<Write>>>,
     restored: HashMap<String, StoredOutput>,
 }
 
-impl SqliteJournal {
+impl QueuedJournal {
+    pub(crate) fn start(
+        restored: HashMap<String, StoredOutput>,
+        mut store_batch: impl FnMut(&[Write]) + Send + 'static,
+    ) -> Result<Arc<QueuedJournal>, StoreError> {
+        let (tx, rx) = mpsc::channel::<Write>();
+        std::thread::Builder::new()
+            .name("composer-run-store".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    // Everything already queued goes into one batch;
+                    // storing when the queue is empty keeps finished nodes
+                    // durable within moments of finishing.
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    store_batch(&batch);
+                    // Acknowledged only after the batch is stored.
+                    for w in batch {
+                        match w {
+                            Write::Checkpoint { done, .. } | Write::Finish { done, .. } => {
+                                let _ = done.send(());
+                            }
+                            Write::Event(_) => {}
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Stopped(format!("cannot start the run store writer: {e}")))?;
+        Ok(Arc::new(QueuedJournal {
+            tx: Mutex::new(Some(tx)),
+            restored,
+        }))
+    }
+
     fn send(&self, w: Write) {
         if let Ok(tx) = self.tx.lock() {
             if let Some(tx) = tx.as_ref() {
@@ -488,7 +528,7 @@ impl SqliteJournal {
     }
 }
 
-impl EventSink for SqliteJournal {
+impl EventSink for QueuedJournal {
     fn emit(&self, event: Event) {
         if event.seq == 0 {
             return;
@@ -497,7 +537,7 @@ impl EventSink for SqliteJournal {
     }
 }
 
-impl Journal for SqliteJournal {
+impl Journal for QueuedJournal {
     fn restored(&self, key: &str) -> Option<StoredOutput> {
         self.restored.get(key).cloned()
     }
@@ -533,7 +573,7 @@ impl Journal for SqliteJournal {
 }
 
 /// `a#1/b#2` → `a/b`, `map#1[3]` → `map[3]`.
-fn node_of_key(key: &str) -> String {
+pub(crate) fn node_of_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     let mut skipping = false;
     for c in key.chars() {
@@ -550,32 +590,76 @@ fn node_of_key(key: &str) -> String {
     out
 }
 
-fn write_loop(db: &Database, run_id: &str, rx: &mpsc::Receiver<Write>) {
-    while let Ok(first) = rx.recv() {
-        // Everything already queued goes into one transaction; committing
-        // when the queue is empty keeps finished nodes on disk within
-        // moments of finishing.
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let _ = db.with(|c| {
-            let tx = c.transaction()?;
-            for w in &batch {
-                write_one(&tx, run_id, w)?;
-            }
-            tx.commit()
-        });
-        // Acknowledged only after the commit.
-        for w in batch {
-            match w {
-                Write::Checkpoint { done, .. } | Write::Finish { done, .. } => {
-                    let _ = done.send(());
-                }
-                Write::Event(_) => {}
-            }
+/// What an event changes in its node's record.
+pub(crate) struct NodeUpdate<'a> {
+    pub node: &'a str,
+    pub status: &'static str,
+    pub duration: Option<f64>,
+    pub error: Option<String>,
+    pub stats: Option<String>,
+}
+
+pub(crate) fn node_update(event: &Event) -> Option<NodeUpdate<'_>> {
+    fn row<'a>(
+        node: &'a str,
+        status: &'static str,
+        duration: Option<f64>,
+        error: Option<String>,
+        stats: Option<String>,
+    ) -> NodeUpdate<'a> {
+        NodeUpdate {
+            node,
+            status,
+            duration,
+            error,
+            stats,
         }
     }
+    match &event.kind {
+        EventKind::NodeStarted { node, .. } => Some(row(node, "running", None, None, None)),
+        EventKind::NodeFinished {
+            node,
+            duration,
+            stats,
+            cached,
+            ..
+        } => Some(row(
+            node,
+            if *cached { "cached" } else { "completed" },
+            Some(duration.as_secs_f64()),
+            None,
+            serde_json::to_string(stats).ok(),
+        )),
+        EventKind::NodeFailed {
+            node,
+            error,
+            duration,
+            ..
+        } => Some(row(
+            node,
+            "failed",
+            Some(duration.as_secs_f64()),
+            Some(error.clone()),
+            None,
+        )),
+        EventKind::NodeSkipped { node } => Some(row(node, "skipped", None, None, None)),
+        EventKind::NodeCancelled { node } => Some(row(node, "cancelled", None, None, None)),
+        EventKind::NodeWaiting { node, .. } => Some(row(node, "waiting", None, None, None)),
+        _ => None,
+    }
+}
+
+/// The checkpoint's value as its node's record shows it; `None` for map
+/// items, which are checkpointed but have no record of their own.
+pub(crate) fn checkpoint_value(node: &str, output: &str) -> Option<String> {
+    if node.ends_with(']') {
+        return None;
+    }
+    let value = serde_json::from_str::<serde_json::Value>(output)
+        .ok()
+        .and_then(|v| v.get("value").cloned())
+        .unwrap_or(serde_json::Value::Null);
+    Some(value.to_string())
 }
 
 fn write_one(tx: &rusqlite::Transaction<'_>, run_id: &str, w: &Write) -> rusqlite::Result<()> {
@@ -587,39 +671,15 @@ fn write_one(tx: &rusqlite::Transaction<'_>, run_id: &str, w: &Write) -> rusqlit
                 "INSERT OR REPLACE INTO run_events (run_id, seq, at, event) VALUES (?1, ?2, ?3, ?4)",
                 params![run_id, event.seq as i64, event.at.as_secs_f64(), text],
             )?;
-            let node_row = match &event.kind {
-                EventKind::NodeStarted { node, .. } => Some((node, "running", None, None, None)),
-                EventKind::NodeFinished {
-                    node,
-                    duration,
-                    stats,
-                    cached,
-                    ..
-                } => Some((
-                    node,
-                    if *cached { "cached" } else { "completed" },
-                    Some(duration.as_secs_f64()),
-                    None,
-                    serde_json::to_string(stats).ok(),
-                )),
-                EventKind::NodeFailed {
-                    node,
-                    error,
-                    duration,
-                    ..
-                } => Some((
-                    node,
-                    "failed",
-                    Some(duration.as_secs_f64()),
-                    Some(error.clone()),
-                    None,
-                )),
-                EventKind::NodeSkipped { node } => Some((node, "skipped", None, None, None)),
-                EventKind::NodeCancelled { node } => Some((node, "cancelled", None, None, None)),
-                EventKind::NodeWaiting { node, .. } => Some((node, "waiting", None, None, None)),
-                _ => None,
-            };
-            if let Some((node, status, duration, error, stats)) = node_row {
+            let node_row = node_update(event);
+            if let Some(NodeUpdate {
+                node,
+                status,
+                duration,
+                error,
+                stats,
+            }) = node_row
+            {
                 tx.execute(
                     "INSERT INTO run_nodes (run_id, node, status, at, duration, error, stats) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (run_id, node) DO UPDATE SET status = ?3, duration = COALESCE(?5, duration),
@@ -635,16 +695,11 @@ fn write_one(tx: &rusqlite::Transaction<'_>, run_id: &str, w: &Write) -> rusqlit
                 "INSERT OR REPLACE INTO run_checkpoints (run_id, key, output) VALUES (?1, ?2, ?3)",
                 params![run_id, key, output],
             )?;
-            // Map items are checkpointed, but only nodes have records.
-            if !node.ends_with(']') {
-                let value = serde_json::from_str::<serde_json::Value>(output)
-                    .ok()
-                    .and_then(|v| v.get("value").cloned())
-                    .unwrap_or(serde_json::Value::Null);
+            if let Some(value) = checkpoint_value(node, output) {
                 tx.execute(
                     "INSERT INTO run_nodes (run_id, node, status, at, output) VALUES (?1, ?2, 'completed', ?3, ?4)
                      ON CONFLICT (run_id, node) DO UPDATE SET output = ?4",
-                    params![run_id, node, now, value.to_string()],
+                    params![run_id, node, now, value],
                 )?;
             }
         }
