@@ -17,6 +17,8 @@ use crate::providers::keys::Keys;
 use crate::providers::Providers;
 use crate::recipe::document::Format;
 use crate::recipe::model::{ModelSpec, Recipe};
+use crate::store::postgres::{queue::PgQueue, runs::PgStore, PgDatabase};
+use crate::store::redis::Redis;
 use crate::store::{Database, RunStore, SqliteQueue, SqliteStore, StoreError, WorkQueue};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ pub enum AppError {
     Cache(String),
     #[error("provider settings: {0}")]
     Providers(String),
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
 }
 
 /// Why a stored run cannot be continued.
@@ -138,8 +142,11 @@ pub struct Composer {
     /// The project's plugin folders, read on first need.
     project_functions: tokio::sync::OnceCell<(FunctionRegistry, Vec<String>)>,
     cache: Option<Arc<ResultCache>>,
-    store: Option<Arc<SqliteStore>>,
-    queue: Option<Arc<SqliteQueue>>,
+    store: Option<Arc<dyn RunStore>>,
+    queue: Option<Arc<dyn WorkQueue>>,
+    /// The shared backends of `connect`, for health and notifications.
+    postgres: Option<Arc<PgDatabase>>,
+    redis: Option<Redis>,
     warnings: Vec<String>,
 }
 
@@ -148,18 +155,67 @@ impl Composer {
     /// the `.env` files of `key_dirs`. A database that cannot be used is a
     /// warning: runs go on without the cache and the store.
     pub fn open(settings: Settings, key_dirs: &[&Path]) -> Result<Composer, AppError> {
+        Self::build(settings, key_dirs, None)
+    }
+
+    /// `open` for a service process: with `[storage] url = "postgres://..."`
+    /// runs, events and the work queue are in PostgreSQL; with `[cache]
+    /// redis_url` the result cache and provider rate limits are shared
+    /// through Redis. Other processes with the same settings share them.
+    pub async fn connect(settings: Settings, key_dirs: &[&Path]) -> Result<Composer, AppError> {
+        let redis = settings
+            .cache
+            .redis_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+            .map(Redis::open)
+            .transpose()?;
+        let postgres_url = settings
+            .storage
+            .url
+            .clone()
+            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
+        let pool_size = settings.storage.pool_size;
+        let mut app = Self::build(settings, key_dirs, redis.clone())?;
+        if let Some(url) = postgres_url {
+            let db = PgDatabase::connect(&url, pool_size).await?;
+            app.store = Some(Arc::new(PgStore::new(db.clone())));
+            app.queue = Some(Arc::new(PgQueue::new(db.clone())));
+            app.postgres = Some(db);
+        }
+        if let Some(redis) = &redis {
+            if let Err(e) = redis.ping().await {
+                app.warnings.push(format!(
+                    "{e}: quotas refuse runs (fail closed), the result cache is skipped and rate limits are per process until it answers"
+                ));
+            }
+        }
+        app.redis = redis;
+        Ok(app)
+    }
+
+    fn build(
+        settings: Settings,
+        key_dirs: &[&Path],
+        redis: Option<Redis>,
+    ) -> Result<Composer, AppError> {
         let mut warnings = Vec::new();
         let (mut cache, mut store, mut queue) = (None, None, None);
         match Database::open(&settings.cache.path) {
             Ok(db) => {
                 let db = Arc::new(db);
                 if settings.cache.enabled {
-                    let c = ResultCache::new(&settings.cache, Some(db.clone()))
+                    let mut c = ResultCache::new(&settings.cache, Some(db.clone()))
                         .map_err(AppError::Cache)?;
+                    if let Some(redis) = &redis {
+                        c = c.with_backend(Arc::new(crate::store::redis::cache::RedisCache::new(
+                            redis.clone(),
+                        )?));
+                    }
                     cache = Some(Arc::new(c));
                 }
-                store = Some(Arc::new(SqliteStore::new(db.clone())));
-                queue = Some(Arc::new(SqliteQueue::new(db)));
+                store = Some(Arc::new(SqliteStore::new(db.clone())) as Arc<dyn RunStore>);
+                queue = Some(Arc::new(SqliteQueue::new(db)) as Arc<dyn WorkQueue>);
             }
             Err(e) => {
                 warnings.push(format!(
@@ -168,8 +224,15 @@ impl Composer {
             }
         }
         let keys = Keys::load(key_dirs);
-        let providers =
-            Providers::from_settings(&settings.providers, &keys).map_err(AppError::Providers)?;
+        let providers = match &redis {
+            Some(redis) => Providers::from_settings_with(
+                &settings.providers,
+                &keys,
+                &crate::store::redis::limits::SharedLimiter::maker(redis.clone()),
+            ),
+            None => Providers::from_settings(&settings.providers, &keys),
+        }
+        .map_err(AppError::Providers)?;
         // Plugins get only the secrets granted to them, from the same
         // environment and `.env` files as provider keys.
         let plugins = PluginHost::with_secrets(settings.plugins.clone(), keys.clone());
@@ -181,8 +244,20 @@ impl Composer {
             cache,
             store,
             queue,
+            postgres: None,
+            redis: None,
             warnings,
         })
+    }
+
+    /// The shared PostgreSQL database (`connect` with a postgres URL).
+    pub fn postgres(&self) -> Option<&Arc<PgDatabase>> {
+        self.postgres.as_ref()
+    }
+
+    /// The shared Redis (`connect` with `redis_url`).
+    pub fn redis(&self) -> Option<&Redis> {
+        self.redis.as_ref()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -208,11 +283,11 @@ impl Composer {
     }
 
     pub fn store(&self) -> Option<Arc<dyn RunStore>> {
-        self.store.clone().map(|s| s as Arc<dyn RunStore>)
+        self.store.clone()
     }
 
     pub fn queue(&self) -> Option<Arc<dyn WorkQueue>> {
-        self.queue.clone().map(|q| q as Arc<dyn WorkQueue>)
+        self.queue.clone()
     }
 
     pub fn plugin_host(&self) -> &Arc<PluginHost> {

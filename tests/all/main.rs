@@ -58,3 +58,7 @@ mod loadtest;
 /// The web page in a real headless Chromium over WebDriver: sign in, run
 /// the flagship, hitl, failures; screenshots under `target/web-e2e/`.
 mod web;
+
+// Scale-out: serve and worker processes on one PostgreSQL and one Redis,
+// private instances started by the tests.
+mod scale;

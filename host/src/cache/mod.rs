@@ -28,6 +28,9 @@ pub struct CacheSettings {
     /// How long results stay valid unless a node says otherwise
     /// (`"7d"`, `"12h"`; empty: forever).
     pub ttl: String,
+    /// `redis://host:port/`: results, provider rate limits and tenant
+    /// quotas shared by every `serve`/`worker` process through Redis.
+    pub redis_url: Option<String>,
 }
 
 impl Default for CacheSettings {
@@ -37,6 +40,7 @@ impl Default for CacheSettings {
             path: PathBuf::from(".composer/composer.db"),
             memory_bytes: 64 * 1024 * 1024,
             ttl: "7d".into(),
+            redis_url: None,
         }
     }
 }
@@ -133,6 +137,12 @@ impl ResultCache {
             failure: std::sync::Mutex::new(None),
             refreshed: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// Results live in `backend` (Redis) instead of the database.
+    pub fn with_backend(mut self, backend: Arc<dyn backend::CacheBackend>) -> ResultCache {
+        self.backend = Some(backend);
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> ResultCache {

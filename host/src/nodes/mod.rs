@@ -280,7 +280,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node) -> Result<NodeOutput, NodeError> {
     }
     let budget = ctx.run.budget.as_ref().filter(|_| node.kind.uses_model());
     if let Some(b) = budget {
-        b.check()?;
+        b.check().await?;
     }
     let out = dispatch(ctx, node).await?;
     if let Some(b) = budget {

@@ -319,6 +319,7 @@ impl Connection {
         endpoint: &Endpoint,
         settings: &ProviderSettings,
         keys: &super::keys::Keys,
+        make: &super::policy::MakeLimiter,
     ) -> Result<Connection, String> {
         let base_url = keys
             .get(&endpoint.base_url_env)
@@ -340,7 +341,9 @@ impl Connection {
             key_env: endpoint.api_key_env.clone(),
             key_required: endpoint.key_required,
             client: client(settings)?,
-            policy: std::sync::Arc::new(super::policy::CallPolicy::new(name, settings)?),
+            policy: std::sync::Arc::new(super::policy::CallPolicy::with_limiters(
+                name, settings, make,
+            )?),
             default_timeout: Duration::from_secs_f64(settings.request_timeout_secs.max(0.001)),
             max_response_bytes: settings.max_response_bytes,
         })

@@ -280,10 +280,19 @@ impl Providers {
         settings: &settings::ProviderSettings,
         keys: &keys::Keys,
     ) -> Result<Self, String> {
+        Self::from_settings_with(settings, keys, &policy::local_limiter)
+    }
+
+    /// The same, with limiters made by `make` (shared through Redis).
+    pub fn from_settings_with(
+        settings: &settings::ProviderSettings,
+        keys: &keys::Keys,
+        make: &policy::MakeLimiter,
+    ) -> Result<Self, String> {
         let mut p = Providers::builtin();
         let r = Arc::make_mut(&mut p.registry);
         for (name, endpoint) in settings.endpoints() {
-            let conn = http::Connection::new(&name, &endpoint, settings, keys)?;
+            let conn = http::Connection::new(&name, &endpoint, settings, keys, make)?;
             if let Some(var) = conn.missing_key() {
                 r.missing_keys.insert(name.clone(), var.to_string());
             }

@@ -41,31 +41,65 @@ impl<T> Answer<T> {
     }
 }
 
+/// What one limiter limits: a provider (`key` = its name) or one of its
+/// models (`provider/model`), with the configured per-minute budgets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimiterSpec {
+    pub key: String,
+    pub calls_per_minute: Option<f64>,
+    pub tokens_per_minute: Option<f64>,
+    pub max_concurrency: usize,
+    /// The first calls go in a cold wave until a reply is seen.
+    pub cold: bool,
+}
+
+/// Makes the limiter of a provider or model: in this process by default,
+/// shared by every process with Redis.
+pub type MakeLimiter = dyn Fn(LimiterSpec) -> Arc<dyn Limiter> + Send + Sync;
+
+/// This process's own limiter.
+pub fn local_limiter(spec: LimiterSpec) -> Arc<dyn Limiter> {
+    Arc::new(RateLimiter::new(
+        spec.calls_per_minute,
+        spec.tokens_per_minute,
+        spec.max_concurrency,
+        spec.cold,
+    ))
+}
+
 impl CallPolicy {
     pub fn new(provider: &str, settings: &ProviderSettings) -> Result<CallPolicy, String> {
+        Self::with_limiters(provider, settings, &local_limiter)
+    }
+
+    pub fn with_limiters(
+        provider: &str,
+        settings: &ProviderSettings,
+        make: &MakeLimiter,
+    ) -> Result<CallPolicy, String> {
         let limit = settings.rate_limits.get(provider);
         Ok(CallPolicy {
             provider: provider.to_string(),
-            limiter: Arc::new(RateLimiter::new(
-                limit.map(|l| l.calls_per_minute),
-                limit.map(|l| l.tokens_per_minute),
-                settings.max_concurrency,
-                true,
-            )),
+            limiter: make(LimiterSpec {
+                key: provider.to_string(),
+                calls_per_minute: limit.map(|l| l.calls_per_minute),
+                tokens_per_minute: limit.map(|l| l.tokens_per_minute),
+                max_concurrency: settings.max_concurrency,
+                cold: true,
+            }),
             model_limiters: settings
                 .rate_limits
                 .iter()
                 .filter_map(|(key, l)| {
                     let model = key.strip_prefix(provider)?.strip_prefix('/')?;
-                    Some((
-                        model.to_string(),
-                        Arc::new(RateLimiter::new(
-                            Some(l.calls_per_minute),
-                            Some(l.tokens_per_minute),
-                            settings.max_concurrency,
-                            false,
-                        )) as Arc<dyn Limiter>,
-                    ))
+                    let limiter = make(LimiterSpec {
+                        key: key.clone(),
+                        calls_per_minute: Some(l.calls_per_minute),
+                        tokens_per_minute: Some(l.tokens_per_minute),
+                        max_concurrency: settings.max_concurrency,
+                        cold: false,
+                    });
+                    Some((model.to_string(), limiter))
                 })
                 .collect(),
             retry: RetryPolicy::from_settings(&settings.retry),

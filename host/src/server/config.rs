@@ -38,11 +38,22 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct StorageSettings {
     /// `sqlite://PATH` (default: `[cache] path`) or `postgres://...`.
     pub url: Option<String>,
+    /// PostgreSQL connections one process keeps open at most.
+    pub pool_size: usize,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            url: None,
+            pool_size: 16,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

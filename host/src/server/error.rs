@@ -76,6 +76,23 @@ impl ApiError {
         )
     }
 
+    /// A refused admission: over a quota (429), or the shared quota store
+    /// is unreachable (503: quotas fail closed).
+    pub fn refusal(r: &super::quota::Refusal) -> ApiError {
+        match r {
+            super::quota::Refusal::Over(e) => ApiError::quota(e),
+            super::quota::Refusal::Unavailable(e) => {
+                let mut err = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "quota_unavailable",
+                    format!("quotas cannot be checked, so no run is admitted: {e}"),
+                );
+                err.retry_after = Some(5);
+                err
+            }
+        }
+    }
+
     pub fn quota(e: &crate::engine::error::QuotaError) -> ApiError {
         let mut err = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

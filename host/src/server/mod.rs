@@ -16,7 +16,7 @@ use crate::app::Composer;
 use crate::engine::events::RunStatus;
 use crate::store::{RunStore, WorkQueue};
 use hub::Hub;
-use quota::QuotaState;
+use quota::{QuotaState, QuotaStore, SharedQuotas};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use tenants::Tenant;
@@ -30,7 +30,7 @@ pub struct ServerState {
     pub queue: Arc<dyn WorkQueue>,
     pub tenants: Vec<Arc<Tenant>>,
     pub hub: Arc<Hub>,
-    pub quotas: Arc<QuotaState>,
+    pub quotas: Arc<dyn QuotaStore>,
     /// Run files, `<tenant>/runs/<run id>/` under the data folder.
     pub blobs: Arc<dyn crate::store::blobs::BlobStore>,
     pub settings: config::ServerSettings,
@@ -51,7 +51,7 @@ pub struct ServerState {
 pub enum ServeError {
     #[error("the server needs a run store, and the database could not be opened: {0}")]
     NoStore(String),
-    #[error("`[storage] url = \"{0}\"`: only sqlite:// is built in; PostgreSQL comes with the scale-out backends")]
+    #[error("`[storage] url = \"{0}\"`: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")]
     Storage(String),
     #[error("tenant `{0}` is configured twice")]
     DuplicateTenant(String),
@@ -82,9 +82,10 @@ impl ServerState {
     pub async fn open(settings: crate::config::Settings) -> Result<Arc<ServerState>, ServeError> {
         let mut settings = settings;
         if let Some(url) = &settings.storage.url {
-            match url.strip_prefix("sqlite://") {
-                Some(path) => settings.cache.path = path.into(),
-                None => return Err(ServeError::Storage(url.clone())),
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                settings.cache.path = path.into();
+            } else if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ServeError::Storage(url.clone()));
             }
         }
         // The operator's plugins are found as the command line finds them
@@ -103,7 +104,10 @@ impl ServerState {
             }
             tenants.push(Arc::new(tenant));
         }
-        let app = Arc::new(Composer::open(settings, &[std::path::Path::new(".")])?);
+        let app = Arc::new(Composer::connect(settings, &[std::path::Path::new(".")]).await?);
+        for w in app.warnings() {
+            tracing::warn!("{w}");
+        }
         let (Some(store), Some(queue)) = (app.store(), app.queue()) else {
             return Err(ServeError::NoStore(app.warnings().join("; ")));
         };
@@ -113,22 +117,28 @@ impl ServerState {
             }
         }
         // One process owns an embedded store: what it had leased before a
-        // restart is its own to continue.
+        // restart is its own to continue (a shared queue releases nothing:
+        // leases of dead processes run out).
         if let Err(e) = queue.release_all().await {
             tracing::warn!(error = %e, "cannot release old leases");
         }
         // Daily usage lives beside the runs, whether or not results are
         // cached: a restart must not hand out a fresh budget.
-        let db = crate::store::Database::open(&app.settings().cache.path)
-            .ok()
-            .map(Arc::new);
+        let quotas: Arc<dyn QuotaStore> = match app.redis() {
+            Some(redis) => SharedQuotas::new(redis.clone()),
+            None => QuotaState::new(
+                crate::store::Database::open(&app.settings().cache.path)
+                    .ok()
+                    .map(Arc::new),
+            ),
+        };
         let (finished, _) = broadcast::channel(4096);
         Ok(Arc::new(ServerState {
             store,
             queue,
             tenants,
             hub: Arc::new(Hub::default()),
-            quotas: QuotaState::new(db),
+            quotas,
             blobs: Arc::new(crate::store::blobs::FsBlobs {
                 root: server.data_dir.clone(),
             }),
@@ -142,6 +152,29 @@ impl ServerState {
             metrics: prometheus(),
             app,
         }))
+    }
+
+    /// What other processes announce through a shared store (None: the
+    /// embedded store, which this process alone writes).
+    pub fn changes(&self) -> Option<broadcast::Receiver<crate::store::Change>> {
+        self.app.postgres().map(|pg| pg.subscribe())
+    }
+
+    /// Whether storage and the shared quota store answer, for `/readyz`.
+    pub async fn readiness(&self) -> Result<(), String> {
+        if let Some(pg) = self.app.postgres() {
+            pg.ping().await.map_err(|e| format!("database: {e}"))?;
+        } else {
+            let probe = crate::store::RunFilter {
+                limit: Some(1),
+                ..Default::default()
+            };
+            self.store
+                .runs(probe)
+                .await
+                .map_err(|e| format!("database: {e}"))?;
+        }
+        self.quotas.ready().await.map_err(|e| format!("redis: {e}"))
     }
 
     pub fn tenant(&self, id: &str) -> Option<Arc<Tenant>> {

@@ -3,6 +3,7 @@
 
 use super::error::ApiError;
 use super::hub::LiveEvent;
+use super::quota::Admission;
 use super::tenants::Tenant;
 use super::ServerState;
 use crate::app::{RecipeSource, RunOptions};
@@ -148,13 +149,9 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
 }
 
 async fn readyz(State(state): Shared) -> Response {
-    let probe = RunFilter {
-        limit: Some(1),
-        ..Default::default()
-    };
-    match state.store.runs(probe).await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => ApiError::unavailable(format!("storage is unreachable: {e}")).into_response(),
+    match state.readiness().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => ApiError::unavailable(format!("not ready: {e}")).into_response(),
     }
 }
 
@@ -521,32 +518,40 @@ async fn start_run(
     // one step per tenant: simultaneous requests cannot all pass a
     // `concurrent_runs` cap that only one of them fits under.
     let admission = match tenant.settings.quotas.concurrent_runs {
-        Some(_) => Some(tenant.admission.lock().await),
-        None => None,
+        Some(_) => state
+            .quotas
+            .lock_admission(tenant.id(), &tenant.admission)
+            .await
+            .map_err(|r| ApiError::refusal(&r))?,
+        None => Admission::None,
     };
-    let unfinished = unfinished_runs(state, tenant).await?;
-    state
-        .quotas
-        .admit(tenant.id(), &tenant.settings.quotas, unfinished)
-        .map_err(|e| ApiError::quota(&e))?;
-    let run_id = runner::new_run_id();
-    let out_dir = state
-        .blobs
-        .run_dir(&tenant.blob_scope(), &run_id)
-        .map_err(|e| ApiError::internal(format!("cannot create the run's folder: {e}")))?;
-    let new = NewRun {
-        id: run_id.clone(),
-        tenant: tenant.id().to_string(),
-        recipe: recipe.name.clone(),
-        recipe_path: recipe.file.as_ref().map(|f| f.display().to_string()),
-        inputs: Value::Object(prepared.values),
-        spec: json!({"source": source.to_json(), "out_dir": out_dir, "cache_mode": "use"}),
-        idempotency_key,
-        status: RunStatus::Queued,
-    };
-    let created = state.store.create_run(new).await?;
-    drop(admission);
-    let record = match created {
+    let created = async {
+        let unfinished = unfinished_runs(state, tenant).await?;
+        state
+            .quotas
+            .admit(tenant.id(), &tenant.settings.quotas, unfinished)
+            .await
+            .map_err(|r| ApiError::refusal(&r))?;
+        let run_id = runner::new_run_id();
+        let out_dir = state
+            .blobs
+            .run_dir(&tenant.blob_scope(), &run_id)
+            .map_err(|e| ApiError::internal(format!("cannot create the run's folder: {e}")))?;
+        let new = NewRun {
+            id: run_id.clone(),
+            tenant: tenant.id().to_string(),
+            recipe: recipe.name.clone(),
+            recipe_path: recipe.file.as_ref().map(|f| f.display().to_string()),
+            inputs: Value::Object(prepared.values),
+            spec: json!({"source": source.to_json(), "out_dir": out_dir, "cache_mode": "use"}),
+            idempotency_key,
+            status: RunStatus::Queued,
+        };
+        Ok::<_, ApiError>(state.store.create_run(new).await?)
+    }
+    .await;
+    state.quotas.unlock_admission(admission).await;
+    let record = match created? {
         Created::Existing(r) => return answer_existing(state, &r, wait).await,
         Created::New(r) => r,
     };
@@ -868,6 +873,7 @@ async fn stream_events(
     mut last: u64,
     tx: tokio::sync::mpsc::Sender<Result<SseEvent, std::convert::Infallible>>,
 ) {
+    let mut changes = state.changes();
     macro_rules! send {
         ($e:expr) => {{
             let e: &LiveEvent = $e;
@@ -918,8 +924,33 @@ async fn stream_events(
         if tx.is_closed() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        match changes.as_mut() {
+            // Another process executes it: woken when it commits events.
+            Some(rx) => events_committed(rx, &run_id, Duration::from_secs(1)).await,
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
+}
+
+/// Until another process announces committed events of `run_id`, or
+/// `timeout` (notifications can be missed while reconnecting).
+async fn events_committed(
+    rx: &mut tokio::sync::broadcast::Receiver<crate::store::Change>,
+    run_id: &str,
+    timeout: Duration,
+) {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(crate::store::Change::Events(id)) if id == run_id => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, wait).await;
 }
 
 // ---------------------------------------------------------------- files

@@ -37,7 +37,7 @@ pub struct Tenant {
     pub local: RwLock<FunctionRegistry>,
     /// Held while a new run is counted against `concurrent_runs` and
     /// recorded.
-    pub admission: tokio::sync::Mutex<()>,
+    pub admission: Arc<tokio::sync::Mutex<()>>,
     key_hashes: Vec<[u8; 32]>,
 }
 
@@ -52,7 +52,7 @@ impl Tenant {
             data_dir: data_root.join(&settings.id),
             settings,
             local: RwLock::new(FunctionRegistry::default()),
-            admission: tokio::sync::Mutex::new(()),
+            admission: Arc::new(tokio::sync::Mutex::new(())),
             key_hashes,
         }
     }

@@ -9,15 +9,20 @@ use super::ServerState;
 use crate::app::RunOptions;
 use crate::engine::events::RunStatus;
 use crate::engine::runner::RunScope;
+use crate::store::Claim;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Runs until the process drains, then waits for running attempts.
 pub async fn work(state: Arc<ServerState>) {
     let lease = Duration::from_secs(state.settings.lease_secs.max(2));
     let mut running = tokio::task::JoinSet::new();
+    let mut changes = state.changes();
+    // Tenants whose runs cannot start here for a moment (every running
+    // slot taken elsewhere, or an unknown tenant), until when.
+    let mut paused: HashMap<String, Instant> = HashMap::new();
     loop {
         if state.drain.is_cancelled() {
             break;
@@ -30,7 +35,10 @@ pub async fn work(state: Arc<ServerState>) {
             }
             continue;
         }
-        let skip = state.tenants_at_cap();
+        let now = Instant::now();
+        paused.retain(|_, until| *until > now);
+        let mut skip = state.tenants_at_cap();
+        skip.extend(paused.keys().cloned());
         let claim = match state.queue.claim(&state.worker_id, lease, skip).await {
             Ok(c) => c,
             Err(e) => {
@@ -40,13 +48,37 @@ pub async fn work(state: Arc<ServerState>) {
         };
         match claim {
             Some(claim) => {
+                if let Some(pause) = cannot_start(&state, &claim, lease).await {
+                    if let Err(e) = state.queue.release(&claim.run_id).await {
+                        tracing::error!(run = %claim.run_id, error = %e, "cannot put a run back on the queue");
+                    }
+                    paused.insert(claim.tenant, Instant::now() + pause);
+                    continue;
+                }
                 let state = state.clone();
                 running.spawn(async move { execute(state, claim.run_id, claim.tenant).await });
             }
             None => {
-                // Woken by new work; a slow poll catches expired leases.
+                // Woken by new work (here, or announced by another process);
+                // a slow poll catches expired leases.
+                let announced = async {
+                    match changes.as_mut() {
+                        Some(rx) => loop {
+                            match rx.recv().await {
+                                Ok(crate::store::Change::Queued)
+                                | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                                Ok(_) => {}
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                    std::future::pending::<()>().await;
+                                }
+                            }
+                        },
+                        None => std::future::pending::<()>().await,
+                    }
+                };
                 tokio::select! {
                     () = state.wake.notified() => {}
+                    () = announced => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     () = state.drain.cancelled() => break,
                 }
@@ -62,30 +94,79 @@ pub async fn work(state: Arc<ServerState>) {
     .await;
 }
 
+/// Why a claimed run cannot start here now, as how long to pass over its
+/// tenant: a tenant this process does not know (another process's newer
+/// config may: the run stays queued), or a `concurrent_runs` cap whose
+/// slots other processes hold (or that cannot be checked: quotas fail
+/// closed). `None`: it may start, and holds a running slot.
+async fn cannot_start(state: &ServerState, claim: &Claim, lease: Duration) -> Option<Duration> {
+    let Some(tenant) = state.tenant(&claim.tenant) else {
+        tracing::warn!(run = %claim.run_id, tenant = %claim.tenant,
+            "a queued run of a tenant this process does not know; leaving it queued");
+        return Some(Duration::from_secs(30));
+    };
+    let cap = tenant.settings.quotas.concurrent_runs?;
+    match state
+        .quotas
+        .acquire_run(&claim.tenant, &claim.run_id, cap, lease)
+        .await
+    {
+        Ok(true) => None,
+        Ok(false) => Some(Duration::from_millis(200)),
+        Err(e) => {
+            tracing::warn!(tenant = %claim.tenant, error = %e,
+                "cannot check concurrent_runs; the run stays queued (quotas fail closed)");
+            Some(Duration::from_secs(1))
+        }
+    }
+}
+
 async fn execute(state: Arc<ServerState>, run_id: String, tenant_id: String) {
     let Some(tenant) = state.tenant(&tenant_id) else {
-        tracing::error!(run = %run_id, tenant = %tenant_id, "queued run of an unknown tenant");
-        let _ = state.queue.remove(&run_id).await;
+        let _ = state.queue.release(&run_id).await;
         return;
     };
+    let cap = tenant.settings.quotas.concurrent_runs;
     let cancel = CancellationToken::new();
     if let Ok(mut active) = state.active.lock() {
         active.insert(run_id.clone(), cancel.clone());
     }
     state.count_running(&tenant_id, 1);
     state.hub.open(&run_id);
-    // Renew the lease while the attempt runs.
+    // Renew the lease while the attempt runs. The attempt stops starting
+    // nodes when the process drains, or when its lease is lost (another
+    // worker may have taken the run over) or cannot be renewed for as long
+    // as it lasts.
+    let attempt_drain = state.drain.child_token();
     let renew = {
-        let (state, run_id) = (state.clone(), run_id.clone());
+        let (state, run_id, tenant_id) = (state.clone(), run_id.clone(), tenant_id.clone());
+        let lost = attempt_drain.clone();
         let lease = Duration::from_secs(state.settings.lease_secs.max(2));
         tokio::spawn(async move {
+            let mut renewed = Instant::now();
             loop {
                 tokio::time::sleep(lease / 3).await;
-                if !matches!(
-                    state.queue.renew(&run_id, &state.worker_id, lease).await,
-                    Ok(true)
-                ) {
-                    break;
+                match state.queue.renew(&run_id, &state.worker_id, lease).await {
+                    Ok(true) => renewed = Instant::now(),
+                    Ok(false) => {
+                        tracing::warn!(run = %run_id, "lost the run's lease; starting no more of its nodes");
+                        lost.cancel();
+                        break;
+                    }
+                    Err(e) if renewed.elapsed() >= lease => {
+                        tracing::warn!(run = %run_id, error = %e, "cannot renew the run's lease; starting no more of its nodes");
+                        lost.cancel();
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(run = %run_id, error = %e, "cannot renew the run's lease; retrying")
+                    }
+                }
+                if let Some(cap) = cap {
+                    let _ = state
+                        .quotas
+                        .acquire_run(&tenant_id, &run_id, cap, lease)
+                        .await;
                 }
             }
         })
@@ -101,7 +182,7 @@ async fn execute(state: Arc<ServerState>, run_id: String, tenant_id: String) {
             quotas: quotas.clone(),
         })),
         cancel: cancel.clone(),
-        drain: state.drain.clone(),
+        drain: attempt_drain,
         plugin_caps: Some(caps),
         ..RunScope::default()
     };
@@ -130,6 +211,9 @@ async fn execute(state: Arc<ServerState>, run_id: String, tenant_id: String) {
         }
     };
     renew.abort();
+    if cap.is_some() {
+        state.quotas.release_run(&tenant_id, &run_id).await;
+    }
     let settled = if status == RunStatus::Queued {
         state.queue.release(&run_id).await
     } else {

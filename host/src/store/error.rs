@@ -15,6 +15,14 @@ pub enum StoreError {
     Stopped(String),
     #[error("run `{0}` is not in the store")]
     UnknownRun(String),
+    /// A server-backed store (PostgreSQL, Redis); `target` is its address
+    /// without credentials.
+    #[error("{service} at {target}: {message}")]
+    Service {
+        service: &'static str,
+        target: String,
+        message: String,
+    },
 }
 
 impl StoreError {

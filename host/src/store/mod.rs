@@ -3,12 +3,14 @@
 //! `WorkQueue`; the embedded default is one SQLite file (default
 //! `.composer/composer.db`, WAL mode, so readers such as `composer runs` in
 //! another terminal do not block a run that writes), which also holds the
-//! result cache. A PostgreSQL implementation plugs in behind the same
-//! traits.
+//! result cache. `postgres` implements the same traits for many
+//! processes; `redis` the shared cache, rate limits and quotas.
 
 pub mod blobs;
 pub mod error;
+pub mod postgres;
 pub mod queue;
+pub mod redis;
 pub mod runs;
 
 use rusqlite::Connection;
@@ -84,6 +86,15 @@ CREATE TABLE IF NOT EXISTS run_queue (
     lease_until REAL
 );
 ";
+
+/// What other processes announce through a shared store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A run was queued (or put back): idle workers look.
+    Queued,
+    /// This run has new committed events.
+    Events(String),
+}
 
 /// Columns added to `runs` after the first release: a database written by
 /// an older composer gains them on open.

@@ -1,0 +1,167 @@
+//! The work queue in PostgreSQL, shared by every worker process. A claim
+//! locks the chosen row with `FOR UPDATE SKIP LOCKED`, so workers claiming
+//! at once each get a different run and never wait on each other; leases
+//! are timed by the database's clock, so workers on machines whose clocks
+//! differ agree on when a lease has run out. Only unfinished runs are in
+//! the table, so it stays small however many runs the store holds.
+
+use super::{PgDatabase, QUEUE_CHANNEL};
+use crate::store::{unix_now, Claim, StoreError, WorkQueue};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct PgQueue {
+    db: Arc<PgDatabase>,
+}
+
+impl PgQueue {
+    pub fn new(db: Arc<PgDatabase>) -> PgQueue {
+        PgQueue { db }
+    }
+
+    /// Runs `sql` and, in the same transaction, wakes idle workers.
+    async fn execute_and_wake(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<(), StoreError> {
+        let e = |e: tokio_postgres::Error| self.db.error(e);
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await.map_err(e)?;
+        let stmt = tx.prepare_cached(sql).await.map_err(e)?;
+        tx.execute(&stmt, params).await.map_err(e)?;
+        tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+            .await
+            .map_err(e)?;
+        tx.commit().await.map_err(e)
+    }
+
+    async fn counts(&self, sql: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let client = self.db.client().await?;
+        let rows = client.query(sql, &[]).await.map_err(|e| self.db.error(e))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let tenant: String = r.try_get(0).ok()?;
+                let n: i64 = r.try_get(1).ok()?;
+                Some((tenant, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect())
+    }
+}
+
+/// The database's clock, in the store's unit (Unix seconds).
+const NOW: &str = "extract(epoch from clock_timestamp())::float8";
+
+#[async_trait]
+impl WorkQueue for PgQueue {
+    async fn enqueue(&self, run_id: &str, tenant: &str) -> Result<(), StoreError> {
+        self.execute_and_wake(
+            "INSERT INTO run_queue (run_id, tenant, enqueued_at) VALUES ($1, $2, $3)
+             ON CONFLICT (run_id) DO UPDATE SET lease_owner = NULL, lease_until = NULL",
+            &[&run_id, &tenant, &unix_now()],
+        )
+        .await
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        lease: Duration,
+        skip: Vec<String>,
+    ) -> Result<Option<Claim>, StoreError> {
+        let client = self.db.client().await?;
+        // The tenant with the fewest leased runs first, its oldest run
+        // first; tenants at their cap are skipped.
+        let sql = format!(
+            "WITH now AS (SELECT {NOW} AS t),
+             leased AS (
+                 SELECT tenant, count(*) AS n FROM run_queue, now
+                 WHERE lease_until >= now.t GROUP BY tenant),
+             next AS (
+                 SELECT q.run_id FROM run_queue q
+                 CROSS JOIN now
+                 LEFT JOIN leased l ON l.tenant = q.tenant
+                 WHERE (q.lease_until IS NULL OR q.lease_until < now.t)
+                   AND NOT (q.tenant = ANY($2))
+                 ORDER BY COALESCE(l.n, 0), q.enqueued_at, q.ord
+                 LIMIT 1
+                 FOR UPDATE OF q SKIP LOCKED)
+             UPDATE run_queue SET lease_owner = $1, lease_until = (SELECT t FROM now) + $3
+             FROM next WHERE run_queue.run_id = next.run_id
+             RETURNING run_queue.run_id, run_queue.tenant"
+        );
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        let rows = client
+            .query(&stmt, &[&worker, &skip, &lease.as_secs_f64()])
+            .await
+            .map_err(|e| self.db.error(e))?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let claim = Claim {
+            run_id: row.try_get(0).map_err(|e| self.db.error(e))?,
+            tenant: row.try_get(1).map_err(|e| self.db.error(e))?,
+        };
+        Ok(Some(claim))
+    }
+
+    async fn renew(&self, run_id: &str, worker: &str, lease: Duration) -> Result<bool, StoreError> {
+        let client = self.db.client().await?;
+        let sql = format!(
+            "UPDATE run_queue SET lease_until = {NOW} + $3 WHERE run_id = $1 AND lease_owner = $2"
+        );
+        let stmt = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|e| self.db.error(e))?;
+        let n = client
+            .execute(&stmt, &[&run_id, &worker, &lease.as_secs_f64()])
+            .await
+            .map_err(|e| self.db.error(e))?;
+        Ok(n == 1)
+    }
+
+    async fn release(&self, run_id: &str) -> Result<(), StoreError> {
+        self.execute_and_wake(
+            "UPDATE run_queue SET lease_owner = NULL, lease_until = NULL WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+    }
+
+    async fn remove(&self, run_id: &str) -> Result<(), StoreError> {
+        let client = self.db.client().await?;
+        client
+            .execute("DELETE FROM run_queue WHERE run_id = $1", &[&run_id])
+            .await
+            .map(|_| ())
+            .map_err(|e| self.db.error(e))
+    }
+
+    /// Nothing: other processes hold leases in a shared queue, and a
+    /// restarted process has a new worker id. What a dead process held
+    /// comes back when its leases run out.
+    async fn release_all(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    async fn depth(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.counts(&format!(
+            "SELECT tenant, count(*) FROM run_queue
+             WHERE lease_until IS NULL OR lease_until < {NOW} GROUP BY tenant"
+        ))
+        .await
+    }
+
+    async fn leased(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.counts(&format!(
+            "SELECT tenant, count(*) FROM run_queue WHERE lease_until >= {NOW} GROUP BY tenant"
+        ))
+        .await
+    }
+}

@@ -1,0 +1,6 @@
+//! Scale-out: `serve` and `worker` processes sharing one PostgreSQL and
+//! one Redis, both private instances the tests start and stop.
+
+mod cluster;
+pub(crate) mod services;
+mod shared;
