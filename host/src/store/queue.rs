@@ -107,12 +107,17 @@ impl WorkQueue for SqliteQueue {
                 let skip_json = serde_json::to_string(&skip).unwrap_or_else(|_| "[]".into());
                 let found = tx
                     .query_row(
-                        "SELECT q.run_id, q.tenant FROM run_queue q
+                        // Leased runs counted once per claim, not once per
+                        // queued row (that made a claim quadratic in the
+                        // queue's depth).
+                        "WITH leased AS (
+                             SELECT tenant, COUNT(*) AS n FROM run_queue
+                             WHERE lease_until >= ?1 GROUP BY tenant)
+                         SELECT q.run_id, q.tenant FROM run_queue q
+                         LEFT JOIN leased l ON l.tenant = q.tenant
                          WHERE (q.lease_until IS NULL OR q.lease_until < ?1)
                            AND q.tenant NOT IN (SELECT value FROM json_each(?2))
-                         ORDER BY (SELECT COUNT(*) FROM run_queue l
-                                   WHERE l.tenant = q.tenant AND l.lease_until >= ?1),
-                                  q.enqueued_at, q.rowid
+                         ORDER BY COALESCE(l.n, 0), q.enqueued_at, q.rowid
                          LIMIT 1",
                         params![now, skip_json],
                         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
