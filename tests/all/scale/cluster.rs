@@ -36,6 +36,15 @@ impl Cluster {
     /// Starts PostgreSQL and Redis and writes a config for tenant `a`
     /// (`quotas` and `extra` are TOML lines) with `recipes`.
     pub(crate) fn new(quotas: &str, extra: &str, recipes: &[(&str, &str)]) -> Cluster {
+        Cluster::build(quotas, extra, recipes, false)
+    }
+
+    /// The same with the result cache on (in Redis).
+    pub(crate) fn cached(quotas: &str, recipes: &[(&str, &str)]) -> Cluster {
+        Cluster::build(quotas, "", recipes, true)
+    }
+
+    fn build(quotas: &str, extra: &str, recipes: &[(&str, &str)], cache: bool) -> Cluster {
         let postgres = Postgres::start();
         let redis = Redis::start();
         let fake = Fake::start();
@@ -51,7 +60,7 @@ impl Cluster {
             &format!(
                 r#"
 [cache]
-enabled = false
+enabled = {cache}
 path = "{db}"
 redis_url = "{redis}"
 
@@ -85,6 +94,7 @@ recipes = ["{d}/recipes"]
 "#,
                 db = d.join("composer.db").display(),
                 redis = redis.url(),
+                cache = cache,
                 pg = database,
                 fake = fake.url(),
                 data = d.join("data").display(),

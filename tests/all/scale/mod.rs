@@ -2,5 +2,6 @@
 //! one Redis, both private instances the tests start and stop.
 
 mod cluster;
+mod counters;
 pub(crate) mod services;
 mod shared;
