@@ -112,6 +112,10 @@ recipes = ["{d}/recipes"]
         }
     }
 
+    pub(crate) fn postgres(&self) -> &Postgres {
+        &self.postgres
+    }
+
     /// The answer of one SQL query on the service's database.
     pub(crate) fn sql(&self, query: &str) -> String {
         self.postgres.query(&self.database, query)

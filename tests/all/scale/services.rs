@@ -211,26 +211,8 @@ impl Postgres {
         let mut failures = Vec::new();
         for _ in 0..ATTEMPTS {
             self.port = free_port();
-            let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories='{}' \
-                 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-                 -c max_connections=200",
-                self.port,
-                self.dir.path().display()
-            );
-            let mut command = self.program("pg_ctl");
-            command
-                .arg("-D")
-                .arg(self.data())
-                .arg("-l")
-                .arg(self.log())
-                .arg("-t")
-                .arg(DEADLINE.as_secs().to_string())
-                .arg("-o")
-                .arg(options)
-                .args(["-w", "start"]);
-            match run(&mut command) {
-                Ok(_) => return,
+            match self.start_server() {
+                Ok(()) => return,
                 Err(failure) => failures.push(failure),
             }
             // A start that timed out may have left a server behind.
@@ -241,6 +223,45 @@ impl Postgres {
             failures.join("\n"),
             read_log(&self.log())
         );
+    }
+
+    /// Stops the server (as if it crashed: `-m immediate`).
+    pub(crate) fn stop(&self) {
+        self.stop_server();
+    }
+
+    /// Starts it again on the same port, with the same databases.
+    pub(crate) fn restart(&self) {
+        if let Err(failure) = self.start_server() {
+            panic!(
+                "PostgreSQL did not start again: {failure}\n--- server log ---\n{}",
+                read_log(&self.log())
+            );
+        }
+    }
+
+    /// `pg_ctl start` on `self.port`, without durability (fsync and the
+    /// like off: the data dies with the test).
+    fn start_server(&self) -> Result<(), String> {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories='{}' \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let mut command = self.program("pg_ctl");
+        command
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.log())
+            .arg("-t")
+            .arg(DEADLINE.as_secs().to_string())
+            .arg("-o")
+            .arg(options)
+            .args(["-w", "start"]);
+        run(&mut command).map(|_| ())
     }
 
     /// `pg_ctl stop -m immediate`, the fastest stop (there is nothing to

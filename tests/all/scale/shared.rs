@@ -297,3 +297,43 @@ async fn redis_stopped_mid_run_fails_quotas_closed_and_recovers_without_a_crash(
     let run = poll_run(&url, &again, "finished", is_final).await;
     assert_eq!(run["status"], "succeeded", "{run}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_stopped_answers_503_and_the_service_recovers_when_it_is_back() {
+    let mut c = Cluster::new("", "", &[("one", ONE)]);
+    let server = c.serve(true);
+    let url = base(&server).to_string();
+    let id = submit(&url, "one", json!({"n": "before"})).await;
+    poll_run(&url, &id, "finished", is_final).await;
+    c.postgres().stop();
+    let (st, body, _) = call(Method::GET, &format!("{url}/readyz"), None, None).await;
+    assert_eq!(st, 503, "{body}");
+    assert!(body.to_string().contains("database"), "{body}");
+    let (st, body, _) = call(
+        Method::POST,
+        &format!("{url}/v1/recipes/one/runs"),
+        Some(KEY_A),
+        Some(json!({"inputs": {"n": "during"}})),
+    )
+    .await;
+    assert_eq!(st, 503, "{body}");
+    assert!(
+        body["error"]["message"].to_string().contains("PostgreSQL"),
+        "{body}"
+    );
+    assert!(c.alive(&server), "the server must not crash");
+    c.postgres().restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, _, _) = call(Method::GET, &format!("{url}/readyz"), None, None).await;
+        if st == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = submit(&url, "one", json!({"n": "after"})).await;
+    let run = poll_run(&url, &id, "finished", is_final).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(requests_with(&c.fake, "run-during-end"), 0);
+}

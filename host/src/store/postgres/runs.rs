@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 const RUN_COLUMNS: &str = "id, tenant, recipe, recipe_path, inputs, status, started_at, began_at, finished_at, outputs, error, failure, metrics, spec, idempotency_key";
@@ -349,23 +350,35 @@ fn store_batch(
     }
 }
 
-async fn write_batch(
-    db: &PgDatabase,
-    run_id: &str,
-    batch: &[Write],
-    first: bool,
-) -> Result<(), StoreError> {
-    let e = |e: tokio_postgres::Error| db.error(e);
-    let mut client = db.client().await?;
-    let tx = client.transaction().await.map_err(e)?;
+/// One statement of a batch, with its parameters owned.
+type Op = (&'static str, Vec<Box<dyn ToSql + Sync + Send>>);
+
+const INSERT_EVENT: &str = "INSERT INTO run_events (run_id, seq, at, event) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (run_id, seq) DO UPDATE SET at = EXCLUDED.at, event = EXCLUDED.event";
+const UPSERT_NODE: &str = "INSERT INTO run_nodes (run_id, node, status, at, duration, error, stats)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (run_id, node) DO UPDATE SET status = EXCLUDED.status,
+       duration = COALESCE(EXCLUDED.duration, run_nodes.duration),
+       error = COALESCE(EXCLUDED.error, run_nodes.error),
+       stats = COALESCE(EXCLUDED.stats, run_nodes.stats)";
+const UPSERT_CHECKPOINT: &str =
+    "INSERT INTO run_checkpoints (run_id, key, output) VALUES ($1, $2, $3)
+     ON CONFLICT (run_id, key) DO UPDATE SET output = EXCLUDED.output";
+const NODE_OUTPUT: &str = "INSERT INTO run_nodes (run_id, node, status, at, output)
+     VALUES ($1, $2, 'completed', $3, $4)
+     ON CONFLICT (run_id, node) DO UPDATE SET output = EXCLUDED.output";
+const FINISH: &str = "UPDATE runs SET status = $2, finished_at = $3, outputs = $4, error = $5,
+     metrics = COALESCE($6, metrics), error_kind = $7, failure = $8 WHERE id = $1";
+const BEGAN: &str =
+    "UPDATE runs SET status = 'running', began_at = COALESCE(began_at, $2) WHERE id = $1";
+
+/// The statements that store a batch, in order.
+fn batch_ops(run_id: &str, batch: &[Write], first: bool) -> Vec<Op> {
+    let id = || Box::new(run_id.to_string()) as Box<dyn ToSql + Sync + Send>;
     let now = unix_now();
+    let mut ops: Vec<Op> = Vec::with_capacity(batch.len() * 2 + 2);
     if first {
-        tx.execute(
-            "UPDATE runs SET status = 'running', began_at = COALESCE(began_at, $2) WHERE id = $1",
-            &[&run_id, &now],
-        )
-        .await
-        .map_err(e)?;
+        ops.push((BEGAN, vec![id(), Box::new(now)]));
     }
     let mut events = false;
     for w in batch {
@@ -374,16 +387,15 @@ async fn write_batch(
                 events = true;
                 let text = serde_json::to_string(event).unwrap_or_default();
                 let seq = i64::try_from(event.seq).unwrap_or(i64::MAX);
-                let stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO run_events (run_id, seq, at, event) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (run_id, seq) DO UPDATE SET at = EXCLUDED.at, event = EXCLUDED.event",
-                    )
-                    .await
-                    .map_err(e)?;
-                tx.execute(&stmt, &[&run_id, &seq, &event.at.as_secs_f64(), &text])
-                    .await
-                    .map_err(e)?;
+                ops.push((
+                    INSERT_EVENT,
+                    vec![
+                        id(),
+                        Box::new(seq),
+                        Box::new(event.at.as_secs_f64()),
+                        Box::new(text),
+                    ],
+                ));
                 if let Some(NodeUpdate {
                     node,
                     status,
@@ -392,91 +404,95 @@ async fn write_batch(
                     stats,
                 }) = node_update(event)
                 {
-                    let stmt = tx
-                        .prepare_cached(
-                            "INSERT INTO run_nodes (run_id, node, status, at, duration, error, stats)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7)
-                             ON CONFLICT (run_id, node) DO UPDATE SET status = EXCLUDED.status,
-                               duration = COALESCE(EXCLUDED.duration, run_nodes.duration),
-                               error = COALESCE(EXCLUDED.error, run_nodes.error),
-                               stats = COALESCE(EXCLUDED.stats, run_nodes.stats)",
-                        )
-                        .await
-                        .map_err(e)?;
-                    tx.execute(
-                        &stmt,
-                        &[&run_id, &node, &status, &now, &duration, &error, &stats],
-                    )
-                    .await
-                    .map_err(e)?;
+                    ops.push((
+                        UPSERT_NODE,
+                        vec![
+                            id(),
+                            Box::new(node.to_string()),
+                            Box::new(status),
+                            Box::new(now),
+                            Box::new(duration),
+                            Box::new(error),
+                            Box::new(stats),
+                        ],
+                    ));
                 }
             }
             Write::Checkpoint {
                 key, node, output, ..
             } => {
-                let stmt = tx
-                    .prepare_cached(
-                        "INSERT INTO run_checkpoints (run_id, key, output) VALUES ($1, $2, $3)
-                         ON CONFLICT (run_id, key) DO UPDATE SET output = EXCLUDED.output",
-                    )
-                    .await
-                    .map_err(e)?;
-                tx.execute(&stmt, &[&run_id, key, output])
-                    .await
-                    .map_err(e)?;
+                ops.push((
+                    UPSERT_CHECKPOINT,
+                    vec![id(), Box::new(key.clone()), Box::new(output.clone())],
+                ));
                 if let Some(value) = checkpoint_value(node, output) {
-                    let stmt = tx
-                        .prepare_cached(
-                            "INSERT INTO run_nodes (run_id, node, status, at, output)
-                             VALUES ($1, $2, 'completed', $3, $4)
-                             ON CONFLICT (run_id, node) DO UPDATE SET output = EXCLUDED.output",
-                        )
-                        .await
-                        .map_err(e)?;
-                    tx.execute(&stmt, &[&run_id, node, &now, &value])
-                        .await
-                        .map_err(e)?;
+                    ops.push((
+                        NODE_OUTPUT,
+                        vec![id(), Box::new(node.clone()), Box::new(now), Box::new(value)],
+                    ));
                 }
             }
             Write::Finish { end, .. } => {
                 let finished = end.status.is_final().then_some(now);
-                let outputs = end.outputs.as_ref().map(|o| o.to_string());
-                let message = end.failure.as_ref().map(|f| f.message.clone());
-                let metrics = end.metrics.as_ref().map(|m| m.to_string());
-                let kind = end.failure.as_ref().map(|f| f.kind.as_str());
-                let failure = end
-                    .failure
-                    .as_ref()
-                    .and_then(|f| serde_json::to_string(f).ok());
-                tx.execute(
-                    "UPDATE runs SET status = $2, finished_at = $3, outputs = $4, error = $5,
-                       metrics = COALESCE($6, metrics), error_kind = $7, failure = $8 WHERE id = $1",
-                    &[
-                        &run_id,
-                        &end.status.as_str(),
-                        &finished,
-                        &outputs,
-                        &message,
-                        &metrics,
-                        &kind,
-                        &failure,
+                ops.push((
+                    FINISH,
+                    vec![
+                        id(),
+                        Box::new(end.status.as_str()),
+                        Box::new(finished),
+                        Box::new(end.outputs.as_ref().map(|o| o.to_string())),
+                        Box::new(end.failure.as_ref().map(|f| f.message.clone())),
+                        Box::new(end.metrics.as_ref().map(|m| m.to_string())),
+                        Box::new(end.failure.as_ref().map(|f| f.kind.as_str())),
+                        Box::new(
+                            end.failure
+                                .as_ref()
+                                .and_then(|f| serde_json::to_string(f).ok()),
+                        ),
                     ],
-                )
-                .await
-                .map_err(e)?;
+                ));
                 if end.status.is_final() {
                     // A finished run needs its checkpoints no more.
-                    tx.execute("DELETE FROM run_checkpoints WHERE run_id = $1", &[&run_id])
-                        .await
-                        .map_err(e)?;
+                    ops.push(("DELETE FROM run_checkpoints WHERE run_id = $1", vec![id()]));
                 }
             }
         }
     }
     if events {
-        tx.execute("SELECT pg_notify($1, $2)", &[&EVENTS_CHANNEL, &run_id])
-            .await
-            .map_err(e)?;
+        ops.push((
+            "SELECT pg_notify($1, $2)",
+            vec![Box::new(EVENTS_CHANNEL), id()],
+        ));
     }
+    ops
+}
+
+/// Stores a batch in one transaction. Its statements are pipelined (sent
+/// without waiting for each answer, executed in order), so a batch costs
+/// about three round trips (begin, the statements, commit) however many
+/// statements it has.
+async fn write_batch(
+    db: &PgDatabase,
+    run_id: &str,
+    batch: &[Write],
+    first: bool,
+) -> Result<(), StoreError> {
+    let e = |e: tokio_postgres::Error| db.error(e);
+    let ops = batch_ops(run_id, batch, first);
+    let mut client = db.client().await?;
+    let tx = client.transaction().await.map_err(e)?;
+    let mut statements = Vec::with_capacity(ops.len());
+    for (sql, _) in &ops {
+        statements.push(tx.prepare_cached(sql).await.map_err(e)?);
+    }
+    let pipelined = &tx;
+    let executions = ops.iter().zip(statements).map(|((_, params), statement)| {
+        let params: Vec<&(dyn ToSql + Sync)> = params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        async move { pipelined.execute(&statement, &params).await }
+    });
+    futures::future::try_join_all(executions).await.map_err(e)?;
     tx.commit().await.map_err(e)
 }
