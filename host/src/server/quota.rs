@@ -92,6 +92,13 @@ pub trait QuotaStore: Send + Sync {
     async fn ready(&self) -> Result<(), StoreError>;
 }
 
+/// A call's tokens and dollars; `None` when it used nothing to count.
+fn usage_of(stats: &CallStats) -> Option<(u64, f64)> {
+    let tokens = stats.input_tokens + stats.output_tokens;
+    let cost = stats.cost_usd.unwrap_or(0.0);
+    (tokens > 0 || cost != 0.0).then_some((tokens, cost))
+}
+
 fn concurrency_check(tenant: &str, quotas: &Quotas, unfinished: u64) -> Result<(), QuotaError> {
     match quotas.concurrent_runs {
         Some(cap) if unfinished >= cap => Err(QuotaError {
@@ -200,11 +207,9 @@ impl QuotaState {
     }
 
     fn charge_now(&self, tenant: &str, stats: &CallStats) {
-        let tokens = stats.input_tokens + stats.output_tokens;
-        let cost = stats.cost_usd.unwrap_or(0.0);
-        if tokens == 0 && cost == 0.0 {
+        let Some((tokens, cost)) = usage_of(stats) else {
             return;
-        }
+        };
         let day = today();
         {
             let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
@@ -363,11 +368,9 @@ impl QuotaStore for SharedQuotas {
     }
 
     fn charge(&self, tenant: &str, stats: &CallStats) {
-        let tokens = stats.input_tokens + stats.output_tokens;
-        let cost = stats.cost_usd.unwrap_or(0.0);
-        if tokens == 0 && cost == 0.0 {
+        let Some((tokens, cost)) = usage_of(stats) else {
             return;
-        }
+        };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

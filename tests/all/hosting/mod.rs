@@ -5,7 +5,7 @@
 mod durable;
 mod kinds;
 pub(crate) mod serve;
-mod serve_limits;
+pub(crate) mod serve_limits;
 
 use crate::providers::fake::{Fake, Fault};
 use std::path::Path;

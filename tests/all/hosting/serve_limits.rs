@@ -81,7 +81,12 @@ fn restart(s: &mut Server) {
 }
 
 /// Polls the run object until `done` says so; panics at the deadline.
-async fn poll_run(base: &str, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn poll_run(
+    base: &str,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (st, run, _) = call(
@@ -100,7 +105,7 @@ async fn poll_run(base: &str, id: &str, what: &str, done: impl Fn(&Value) -> boo
     }
 }
 
-fn is_final(run: &Value) -> bool {
+pub(crate) fn is_final(run: &Value) -> bool {
     matches!(
         run["status"].as_str(),
         Some("succeeded" | "failed" | "cancelled")

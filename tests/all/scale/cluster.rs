@@ -216,36 +216,47 @@ pub(crate) async fn submit(base: &str, recipe: &str, inputs: Value) -> String {
     }
 }
 
-/// Polls the run object until `done` says so; panics at the deadline.
-pub(crate) async fn poll_run(
-    base: &str,
-    id: &str,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (st, run, _) = call(
-            Method::GET,
-            &format!("{base}/v1/runs/{id}"),
-            Some(KEY_A),
-            None,
-        )
-        .await;
-        assert_eq!(st, 200, "{run}");
-        if done(&run) {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "never {what}: {run}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+pub(crate) use crate::hosting::serve_limits::{is_final, poll_run};
+
+/// A one-node recipe whose prompt names its input `n` (`run-<n>-end`).
+pub(crate) const ONE: &str = r#"
+name: one
+user_inputs: [{id: n, type: string}]
+nodes:
+  - {id: say, type: language_task, model: {provider: local, model: fast}, prompt: "run-{{ n }}-end"}
+final_outputs: [say]
+"#;
+
+/// Submits `count` runs of `recipe` (input `n` = 0, 1, ...) to the servers
+/// in turn, `parallel` at a time; answers their ids in order.
+pub(crate) async fn submit_many(
+    bases: &[String],
+    recipe: &str,
+    count: usize,
+    parallel: usize,
+) -> Vec<String> {
+    use futures::stream::{self, StreamExt};
+    stream::iter(0..count)
+        .map(|n| {
+            let target = bases[n % bases.len()].clone();
+            async move { submit(&target, recipe, json!({"n": n.to_string()})).await }
+        })
+        .buffered(parallel)
+        .collect()
+        .await
 }
 
-pub(crate) fn is_final(run: &Value) -> bool {
-    matches!(
-        run["status"].as_str(),
-        Some("succeeded" | "failed" | "cancelled")
-    )
+/// Waits until `/readyz` answers 200 (panics after 30 s).
+pub(crate) async fn wait_ready(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, _, _) = call(Method::GET, &format!("{url}/readyz"), None, None).await;
+        if st == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The status of node `id` in a run object.

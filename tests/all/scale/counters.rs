@@ -2,19 +2,11 @@
 //! process cached is a hit for another; a miss, not a failure, while Redis
 //! is down) and the tenant quotas counted across servers.
 
-use super::cluster::{base, is_final, poll_run, requests_with, submit, Cluster};
+use super::cluster::{base, is_final, poll_run, requests_with, submit, Cluster, ONE};
 use crate::hosting::serve::{call, KEY_A};
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-const ONE: &str = r#"
-name: one
-user_inputs: [{id: n, type: string}]
-nodes:
-  - {id: say, type: language_task, model: {provider: local, model: fast}, prompt: "run-{{ n }}-end"}
-final_outputs: [say]
-"#;
 
 async fn run_to_end(api: &str, n: &str) {
     let id = submit(api, "one", json!({"n": n})).await;

@@ -5,21 +5,15 @@
 //! and a tenant's `concurrent_runs` hold for all processes together; Redis
 //! stopped mid-run gives the documented behaviour (docs/decisions.md).
 
-use super::cluster::{base, is_final, node_status, poll_run, requests_with, submit, Cluster};
+use super::cluster::{
+    base, is_final, node_status, poll_run, requests_with, submit, submit_many, wait_ready, Cluster,
+    ONE,
+};
 use crate::hosting::serve::{call, sse, KEY_A};
 use crate::providers::fake::Fault;
-use futures::stream::{self, StreamExt};
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-const ONE: &str = r#"
-name: one
-user_inputs: [{id: n, type: string}]
-nodes:
-  - {id: say, type: language_task, model: {provider: local, model: fast}, prompt: "run-{{ n }}-end"}
-final_outputs: [say]
-"#;
 
 const CHAIN: &str = r#"
 name: chain
@@ -68,14 +62,7 @@ async fn three_hundred_runs_over_two_servers_and_a_worker_each_run_exactly_once(
     let b = c.serve(true);
     let _w = c.worker();
     let bases = [base(&a).to_string(), base(&b).to_string()];
-    let ids: Vec<String> = stream::iter(0..300)
-        .map(|n| {
-            let target = bases[n % 2].clone();
-            async move { submit(&target, "one", json!({"n": n.to_string()})).await }
-        })
-        .buffer_unordered(24)
-        .collect()
-        .await;
+    let ids = submit_many(&bases, "one", 300, 24).await;
     assert_eq!(ids.len(), 300);
     for (i, id) in ids.iter().enumerate() {
         // Either server answers for every run: one store.
@@ -225,14 +212,7 @@ async fn concurrent_runs_of_two_hold_for_three_processes_together() {
     let b = c.serve(true);
     let _w = c.worker();
     let bases = [base(&a).to_string(), base(&b).to_string()];
-    let ids: Vec<String> = stream::iter(0..10)
-        .map(|n| {
-            let target = bases[n % 2].clone();
-            async move { submit(&target, "slow_one", json!({"n": n.to_string()})).await }
-        })
-        .buffer_unordered(10)
-        .collect()
-        .await;
+    let ids = submit_many(&bases, "slow_one", 10, 10).await;
     for id in &ids {
         let run = poll_run(&bases[0], id, "finished", is_final).await;
         assert_eq!(run["status"], "succeeded", "{run}");
@@ -284,15 +264,7 @@ async fn redis_stopped_mid_run_fails_quotas_closed_and_recovers_without_a_crash(
     assert!(c.alive(&server), "the server must not crash");
     // Redis back: ready again, and runs go through.
     c.redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (st, _, _) = call(Method::GET, &format!("{url}/readyz"), None, None).await;
-        if st == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never ready again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&url).await;
     let again = submit(&url, "chain", json!({})).await;
     let run = poll_run(&url, &again, "finished", is_final).await;
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -323,15 +295,7 @@ async fn postgresql_stopped_answers_503_and_the_service_recovers_when_it_is_back
     );
     assert!(c.alive(&server), "the server must not crash");
     c.postgres().restart();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (st, _, _) = call(Method::GET, &format!("{url}/readyz"), None, None).await;
-        if st == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never ready again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&url).await;
     let id = submit(&url, "one", json!({"n": "after"})).await;
     let run = poll_run(&url, &id, "finished", is_final).await;
     assert_eq!(run["status"], "succeeded", "{run}");

@@ -69,7 +69,7 @@ end
 return 0
 ";
 
-pub(crate) const WINDOW_MS: u64 = 60_000;
+const WINDOW_MS: u64 = 60_000;
 
 /// The limiter of one provider or model, shared through Redis.
 pub struct SharedLimiter {
@@ -118,29 +118,51 @@ impl SharedLimiter {
     /// `None`: taken; `Some(wait)`: the windows are full for that long.
     async fn take(&self, tokens: u64) -> Result<Option<Duration>, crate::store::StoreError> {
         let limit = |l: Option<f64>| l.filter(|l| l.is_finite() && *l >= 1.0).unwrap_or(0.0) as u64;
-        let calls = format!("composer:limit:{}:calls", self.spec.key);
-        let tokens_key = format!("composer:limit:{}:tokens", self.spec.key);
-        let member = format!(
-            "{:016x}{:016x}",
-            rand::random::<u64>(),
-            rand::random::<u64>()
-        );
-        let script = &self.script;
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(calls)
-            .key(tokens_key)
-            .arg(limit(self.spec.calls_per_minute))
-            .arg(limit(self.spec.tokens_per_minute))
-            .arg(tokens)
-            .arg(member)
-            .arg(WINDOW_MS);
-        let wait_ms: u64 = self
-            .redis
-            .guarded(|mut conn| async move { invocation.invoke_async(&mut conn).await })
-            .await?;
-        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+        take_window(
+            &self.redis,
+            &self.script,
+            [
+                format!("composer:limit:{}:calls", self.spec.key),
+                format!("composer:limit:{}:tokens", self.spec.key),
+            ],
+            limit(self.spec.calls_per_minute),
+            limit(self.spec.tokens_per_minute),
+            tokens,
+        )
+        .await
     }
+}
+
+/// Runs `TAKE` (`script`) on the windows `keys` (calls, tokens): one entry
+/// and `tokens` are taken if `calls_limit` and `tokens_limit` (0: none)
+/// leave room; else answers how long until they will.
+pub(crate) async fn take_window(
+    redis: &Redis,
+    script: &redis::Script,
+    keys: [String; 2],
+    calls_limit: u64,
+    tokens_limit: u64,
+    tokens: u64,
+) -> Result<Option<Duration>, crate::store::StoreError> {
+    let member = format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    );
+    let [calls_key, tokens_key] = keys;
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(calls_key)
+        .key(tokens_key)
+        .arg(calls_limit)
+        .arg(tokens_limit)
+        .arg(tokens)
+        .arg(member)
+        .arg(WINDOW_MS);
+    let wait_ms: u64 = redis
+        .guarded(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+        .await?;
+    Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
 }
 
 #[async_trait]

@@ -5,7 +5,7 @@
 //! tenant's unfinished runs, then record the new one" one step across
 //! processes. Every check that must hold under races is one script.
 
-use super::limits::{TAKE, WINDOW_MS};
+use super::limits::{take_window, TAKE};
 use super::Redis;
 use crate::store::StoreError;
 use std::time::Duration;
@@ -67,25 +67,11 @@ impl RedisQuotas {
     /// Counts one run in the tenant's minute if `cap` allows it; else how
     /// long until it will.
     pub async fn take_run(&self, tenant: &str, cap: u64) -> Result<Option<Duration>, StoreError> {
-        let member = format!(
-            "{:016x}{:016x}",
-            rand::random::<u64>(),
-            rand::random::<u64>()
-        );
-        let mut invocation = self.take.prepare_invoke();
-        invocation
-            .key(format!("composer:quota:{tenant}:runs"))
-            .key(format!("composer:quota:{tenant}:unused"))
-            .arg(cap)
-            .arg(0)
-            .arg(0)
-            .arg(member)
-            .arg(WINDOW_MS);
-        let wait_ms: u64 = self
-            .redis
-            .guarded(|mut conn| async move { invocation.invoke_async(&mut conn).await })
-            .await?;
-        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+        let keys = [
+            format!("composer:quota:{tenant}:runs"),
+            format!("composer:quota:{tenant}:unused"),
+        ];
+        take_window(&self.redis, &self.take, keys, cap, 0, 0).await
     }
 
     /// Tokens and dollars the tenant used on `day`.
