@@ -79,6 +79,16 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // The same with finished slots unmapped instead of reset in place
+    // (what every call paid before): side by side in one run.
+    let unmapped = wasm::runtime_with(Some(cache.path().to_path_buf()), false);
+    let unmapped_loaded = unmapped.load("hostile", &hostile()).unwrap();
+    g.bench_function("fresh instance per call, slots unmapped (before)", |b| {
+        b.iter(|| {
+            rt.block_on(unmapped.call(&unmapped_loaded, "count_calls", "{}", &limits, &[], None))
+                .unwrap()
+        })
+    });
     let mut open = rt
         .block_on(plugins.open(
             &loaded,

@@ -19,12 +19,19 @@ pub fn test_component(stem: &str) -> PathBuf {
 /// A runtime with the default limits, compiling into `cache` (None: no
 /// on-disk cache).
 pub fn runtime(cache: Option<PathBuf>) -> PluginRuntime {
+    runtime_with(cache, true)
+}
+
+/// The same, choosing how finished instances' memory is reset
+/// (`RuntimeSettings::reset_in_place`).
+pub fn runtime_with(cache: Option<PathBuf>, reset_in_place: bool) -> PluginRuntime {
     PluginRuntime::new(RuntimeSettings {
         max_instances: 64,
         max_memory_bytes: PluginLimits::default().memory_bytes,
         max_table_elements: PluginLimits::default().table_elements,
         cache_dir: cache,
         profile_dir: None,
+        reset_in_place,
     })
     .expect("the plugin runtime starts")
 }

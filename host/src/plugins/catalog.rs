@@ -140,6 +140,7 @@ impl PluginHost {
                     max_table_elements: max_table,
                     cache_dir: Some(self.settings.cache_dir.clone()),
                     profile_dir: self.settings.profile_dir.clone(),
+                    reset_in_place: true,
                 })
                 .map(Arc::new)
             })

@@ -52,6 +52,7 @@ impl Guest {
             max_table_elements: PluginLimits::default().table_elements,
             cache_dir: Some(env.cache.clone()),
             profile_dir: None,
+            reset_in_place: true,
         })
         .expect("the plugin runtime does not start");
         let loaded = runtime.load(name, file).unwrap_or_else(|e| panic!("{e}"));

@@ -30,6 +30,7 @@ impl Hostile {
             max_table_elements: PluginLimits::default().table_elements,
             cache_dir: Some(env.cache.clone()),
             profile_dir: None,
+            reset_in_place: true,
         })
         .expect("the plugin runtime does not start");
         let loaded = runtime

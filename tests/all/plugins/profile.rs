@@ -12,6 +12,7 @@ fn profiling_runtime(env: &Env, dir: &std::path::Path) -> PluginRuntime {
         max_table_elements: PluginLimits::default().table_elements,
         cache_dir: Some(env.cache.clone()),
         profile_dir: Some(dir.to_path_buf()),
+        reset_in_place: true,
     })
     .expect("the plugin runtime does not start")
 }
