@@ -280,13 +280,13 @@ impl QuotaStore for QuotaState {
 /// Redis cannot be reached no run is admitted or started, and a running
 /// run's next provider call fails its budget check.
 pub struct SharedQuotas {
-    redis: RedisQuotas,
+    redis: Arc<RedisQuotas>,
 }
 
 impl SharedQuotas {
     pub fn new(redis: crate::store::redis::Redis) -> Arc<SharedQuotas> {
         Arc::new(SharedQuotas {
-            redis: RedisQuotas::new(redis),
+            redis: Arc::new(RedisQuotas::new(redis)),
         })
     }
 
@@ -374,12 +374,9 @@ impl QuotaStore for SharedQuotas {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (redis, tenant) = (self.redis.redis().clone(), tenant.to_string());
+        let (redis, tenant) = (self.redis.clone(), tenant.to_string());
         runtime.spawn(async move {
-            if let Err(e) = RedisQuotas::new(redis)
-                .charge(&tenant, today(), tokens, cost)
-                .await
-            {
+            if let Err(e) = redis.charge(&tenant, today(), tokens, cost).await {
                 tracing::error!(%tenant, tokens, cost, error = %e, "cannot count a call's usage");
             }
         });

@@ -177,6 +177,20 @@ impl PgDatabase {
         self.pool.get().await.map_err(|e| self.error(e))
     }
 
+    /// A pooled connection and `sql` prepared on it (cached per
+    /// connection: prepared once, then reused).
+    pub(crate) async fn prepared(
+        &self,
+        sql: &str,
+    ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok((client, statement))
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| self.error(e))?;

@@ -51,8 +51,38 @@ impl PgQueue {
     }
 }
 
-/// The database's clock, in the store's unit (Unix seconds).
-const NOW: &str = "extract(epoch from clock_timestamp())::float8";
+// Leases are timed by the database's clock (`clock_timestamp()`), in the
+// store's unit (Unix seconds).
+
+/// The tenant with the fewest leased runs first, its oldest run first;
+/// tenants at their cap (`$2`) are skipped.
+const CLAIM: &str = "WITH now AS (SELECT extract(epoch from clock_timestamp())::float8 AS t),
+     leased AS (
+         SELECT tenant, count(*) AS n FROM run_queue, now
+         WHERE lease_until >= now.t GROUP BY tenant),
+     next AS (
+         SELECT q.run_id FROM run_queue q
+         CROSS JOIN now
+         LEFT JOIN leased l ON l.tenant = q.tenant
+         WHERE (q.lease_until IS NULL OR q.lease_until < now.t)
+           AND NOT (q.tenant = ANY($2))
+         ORDER BY COALESCE(l.n, 0), q.enqueued_at, q.ord
+         LIMIT 1
+         FOR UPDATE OF q SKIP LOCKED)
+     UPDATE run_queue SET lease_owner = $1, lease_until = (SELECT t FROM now) + $3
+     FROM next WHERE run_queue.run_id = next.run_id
+     RETURNING run_queue.run_id, run_queue.tenant";
+
+const RENEW: &str =
+    "UPDATE run_queue SET lease_until = extract(epoch from clock_timestamp())::float8 + $3
+     WHERE run_id = $1 AND lease_owner = $2";
+
+const DEPTH: &str = "SELECT tenant, count(*) FROM run_queue
+     WHERE lease_until IS NULL OR lease_until < extract(epoch from clock_timestamp())::float8
+     GROUP BY tenant";
+
+const LEASED: &str = "SELECT tenant, count(*) FROM run_queue
+     WHERE lease_until >= extract(epoch from clock_timestamp())::float8 GROUP BY tenant";
 
 #[async_trait]
 impl WorkQueue for PgQueue {
@@ -71,31 +101,7 @@ impl WorkQueue for PgQueue {
         lease: Duration,
         skip: Vec<String>,
     ) -> Result<Option<Claim>, StoreError> {
-        let client = self.db.client().await?;
-        // The tenant with the fewest leased runs first, its oldest run
-        // first; tenants at their cap are skipped.
-        let sql = format!(
-            "WITH now AS (SELECT {NOW} AS t),
-             leased AS (
-                 SELECT tenant, count(*) AS n FROM run_queue, now
-                 WHERE lease_until >= now.t GROUP BY tenant),
-             next AS (
-                 SELECT q.run_id FROM run_queue q
-                 CROSS JOIN now
-                 LEFT JOIN leased l ON l.tenant = q.tenant
-                 WHERE (q.lease_until IS NULL OR q.lease_until < now.t)
-                   AND NOT (q.tenant = ANY($2))
-                 ORDER BY COALESCE(l.n, 0), q.enqueued_at, q.ord
-                 LIMIT 1
-                 FOR UPDATE OF q SKIP LOCKED)
-             UPDATE run_queue SET lease_owner = $1, lease_until = (SELECT t FROM now) + $3
-             FROM next WHERE run_queue.run_id = next.run_id
-             RETURNING run_queue.run_id, run_queue.tenant"
-        );
-        let stmt = client
-            .prepare_cached(&sql)
-            .await
-            .map_err(|e| self.db.error(e))?;
+        let (client, stmt) = self.db.prepared(CLAIM).await?;
         let rows = client
             .query(&stmt, &[&worker, &skip, &lease.as_secs_f64()])
             .await
@@ -111,14 +117,7 @@ impl WorkQueue for PgQueue {
     }
 
     async fn renew(&self, run_id: &str, worker: &str, lease: Duration) -> Result<bool, StoreError> {
-        let client = self.db.client().await?;
-        let sql = format!(
-            "UPDATE run_queue SET lease_until = {NOW} + $3 WHERE run_id = $1 AND lease_owner = $2"
-        );
-        let stmt = client
-            .prepare_cached(&sql)
-            .await
-            .map_err(|e| self.db.error(e))?;
+        let (client, stmt) = self.db.prepared(RENEW).await?;
         let n = client
             .execute(&stmt, &[&run_id, &worker, &lease.as_secs_f64()])
             .await
@@ -151,17 +150,10 @@ impl WorkQueue for PgQueue {
     }
 
     async fn depth(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.counts(&format!(
-            "SELECT tenant, count(*) FROM run_queue
-             WHERE lease_until IS NULL OR lease_until < {NOW} GROUP BY tenant"
-        ))
-        .await
+        self.counts(DEPTH).await
     }
 
     async fn leased(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.counts(&format!(
-            "SELECT tenant, count(*) FROM run_queue WHERE lease_until >= {NOW} GROUP BY tenant"
-        ))
-        .await
+        self.counts(LEASED).await
     }
 }

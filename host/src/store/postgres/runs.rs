@@ -63,11 +63,7 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.db.client().await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.db.error(e))?;
+        let (client, stmt) = self.db.prepared(sql).await?;
         client
             .query(&stmt, params)
             .await
@@ -79,11 +75,7 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let client = self.db.client().await?;
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| self.db.error(e))?;
+        let (client, stmt) = self.db.prepared(sql).await?;
         client
             .execute(&stmt, params)
             .await

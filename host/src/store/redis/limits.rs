@@ -76,6 +76,8 @@ pub struct SharedLimiter {
     redis: Redis,
     script: redis::Script,
     spec: LimiterSpec,
+    /// The windows' keys in Redis: calls, tokens.
+    keys: [String; 2],
     /// What this process learns from replies.
     learned: Arc<dyn Limiter>,
     /// The configured limits in this process alone, while Redis is away.
@@ -94,9 +96,14 @@ impl SharedLimiter {
             cold: false,
             ..spec.clone()
         });
+        let keys = [
+            format!("composer:limit:{}:calls", spec.key),
+            format!("composer:limit:{}:tokens", spec.key),
+        ];
         SharedLimiter {
             redis,
             script: redis::Script::new(TAKE),
+            keys,
             spec,
             learned,
             fallback,
@@ -121,10 +128,7 @@ impl SharedLimiter {
         take_window(
             &self.redis,
             &self.script,
-            [
-                format!("composer:limit:{}:calls", self.spec.key),
-                format!("composer:limit:{}:tokens", self.spec.key),
-            ],
+            &self.keys,
             limit(self.spec.calls_per_minute),
             limit(self.spec.tokens_per_minute),
             tokens,
@@ -139,7 +143,7 @@ impl SharedLimiter {
 pub(crate) async fn take_window(
     redis: &Redis,
     script: &redis::Script,
-    keys: [String; 2],
+    keys: &[String; 2],
     calls_limit: u64,
     tokens_limit: u64,
     tokens: u64,

@@ -71,7 +71,7 @@ impl RedisQuotas {
             format!("composer:quota:{tenant}:runs"),
             format!("composer:quota:{tenant}:unused"),
         ];
-        take_window(&self.redis, &self.take, keys, cap, 0, 0).await
+        take_window(&self.redis, &self.take, &keys, cap, 0, 0).await
     }
 
     /// Tokens and dollars the tenant used on `day`.
