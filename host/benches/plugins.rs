@@ -5,7 +5,8 @@
 //!   ≤ 30 µs median on this machine);
 //! - one instance reused for every call, for comparison;
 //! - the same work as a native Rust call: the floor;
-//! - a 10,000-item map of plugin calls through the whole engine;
+//! - a 10,000-item map of plugin calls through the whole engine, on every
+//!   core and on one thread;
 //! - loading a component: compiling it versus the on-disk compiled cache.
 //!
 //! Memory per concurrent instance is printed by `memory_per_instance`.
@@ -144,6 +145,15 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10).throughput(Throughput::Elements(10_000));
     g.bench_function("10,000 items", |b| {
         b.iter(|| wasm::run_ok(&rt, &services, &recipe, out.path()))
+    });
+    // The same on one thread: what running items as tasks of their own
+    // gains on this machine's cores.
+    let one_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    g.bench_function("10,000 items, one thread", |b| {
+        b.iter(|| wasm::run_ok(&one_thread, &services, &recipe, out.path()))
     });
     g.finish();
 

@@ -81,6 +81,8 @@ pub struct RunContext {
     pub replies: HashMap<String, serde_json::Value>,
     /// Folders plugins may read: those holding the run's `file` inputs.
     pub read_grants: Vec<PathBuf>,
+    /// The folders its plugin calls are granted, opened once for the run.
+    pub opened_grants: Arc<crate::plugins::sandbox::OpenGrants>,
     /// Read and write the cache, only write it, or leave it alone.
     pub cache_mode: crate::cache::CacheMode,
     /// Prefix of every cache key of this run: tenants never share entries.

@@ -283,6 +283,7 @@ pub async fn drive(services: Arc<Services>, attempt: Attempt) -> RunOutcome {
         model_override,
         replies,
         read_grants: file_input_folders(&recipe, &values),
+        opened_grants: Arc::default(),
         cache_mode,
         cache_namespace: scope.cache_namespace.clone(),
         journal: journal.clone(),

@@ -61,6 +61,7 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
     let call = CallContext {
         out_dir: ctx.run.out_dir.clone(),
         read_grants: ctx.run.read_grants.clone(),
+        opened: Some(ctx.run.opened_grants.clone()),
         node: ctx.path.clone(),
         on_log: Some(on_log),
         on_progress: Some(on_progress),
@@ -71,28 +72,25 @@ pub async fn run(ctx: &NodeCtx, node: &Node, function: &str) -> Result<NodeOutpu
     };
     // Pure functions are cached by default; others when the node says so.
     let info = f.info();
-    let parts = serde_json::json!({
-        "kind": "function",
-        "function": function,
-        "code": f.content_hash().unwrap_or_else(|| format!("native:{}", f.origin())),
-        "input": input,
-    });
+    // The key's parts copy the input: built only when the cache is used.
+    let parts = || {
+        serde_json::json!({
+            "kind": "function",
+            "function": function,
+            "code": f.content_hash().unwrap_or_else(|| format!("native:{}", f.origin())),
+            "input": &input,
+        })
+    };
     let (output, cached) = ctx
-        .cached(
-            node,
-            "function",
-            info.pure,
-            || parts,
-            || async {
-                f.call(input.clone(), &call).await.map_err(|e| match e {
-                    CallError::Plugin(p) => NodeError::Plugin(p),
-                    CallError::Message(message) => NodeError::Function {
-                        function: function.to_string(),
-                        message,
-                    },
-                })
-            },
-        )
+        .cached(node, "function", info.pure, parts, || async {
+            f.call(input.clone(), &call).await.map_err(|e| match e {
+                CallError::Plugin(p) => NodeError::Plugin(p),
+                CallError::Message(message) => NodeError::Function {
+                    function: function.to_string(),
+                    message,
+                },
+            })
+        })
         .await?;
     Ok(NodeOutput {
         value: from_json(&output),

@@ -15,6 +15,11 @@ use crate::recipe::validate::model_spec_from;
 use crate::template;
 use futures::stream::{self, StreamExt};
 use minijinja::value::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::task::{JoinError, JoinHandle};
 
 pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutput, NodeError> {
     // The map's own inputs are visible to every item.
@@ -40,16 +45,23 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutpu
     let progress_step = (total / 200).max(1);
     let mut done = 0usize;
 
+    // Items that run guest or host code (function calls: CPU work) are
+    // tasks of their own, so they use every core; the others mostly wait
+    // on providers and are polled together here, which costs less. Either
+    // way an item starts only when a place among `concurrency` is free, and
+    // dropping the stream (a `halt`, a cancelled run) stops the items
+    // still running.
+    let own_tasks = matches!(
+        task.kind,
+        NodeKind::FunctionTask { .. } | NodeKind::Reduce { .. }
+    );
+    let shared_task = Arc::new((**task).clone());
     let mut results = stream::iter(items.into_iter().enumerate().map(|(index, item)| {
         let item_ctx = item_context(ctx, node, task, &base, index, &item);
-        async move {
-            let started = std::time::Instant::now();
-            let result = match item_ctx {
-                Ok(c) => Box::pin(super::run(&c, task)).await,
-                Err(e) => Err(e),
-            };
-            (index, item, result, started)
-        }
+        let run = run_item(item_ctx, shared_task.clone());
+        let run = if own_tasks { spawned(run) } else { run };
+        let started = std::time::Instant::now();
+        async move { (index, item, run.await, started) }
     }))
     .buffer_unordered(concurrency);
 
@@ -121,6 +133,44 @@ pub async fn run(ctx: &NodeCtx, node: &Node, spec: &MapSpec) -> Result<NodeOutpu
         cached: all_cached && errors.is_empty(),
         plugin,
     })
+}
+
+type ItemFuture = futures::future::BoxFuture<'static, Result<NodeOutput, NodeError>>;
+
+/// One item, boxed: the declared `Send` ends the type cycle of a map whose
+/// task is a map.
+fn run_item(ctx: Result<NodeCtx, NodeError>, task: Arc<Node>) -> ItemFuture {
+    Box::pin(async move { super::run(&ctx?, &task).await })
+}
+
+/// `item` on a task of its own.
+fn spawned(item: ItemFuture) -> ItemFuture {
+    let task = ItemTask(tokio::spawn(item));
+    Box::pin(async move {
+        task.await.unwrap_or_else(|e| {
+            // A panicking item is that item's failure, never the host's.
+            Err(NodeError::Output(format!(
+                "internal error: the item's task ended abnormally ({e})"
+            )))
+        })
+    })
+}
+
+/// A spawned item; dropped, it stops the item.
+struct ItemTask(JoinHandle<Result<NodeOutput, NodeError>>);
+
+impl Future for ItemTask {
+    type Output = Result<Result<NodeOutput, NodeError>, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl Drop for ItemTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `over`: a template expression, a state key or a dotted path; must be a list.

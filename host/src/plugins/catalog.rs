@@ -235,6 +235,7 @@ impl PluginHost {
         Ok(CallSettings {
             limits,
             grants: Vec::new(),
+            opened: None,
             env,
             http: Some(http),
             progress: None,
@@ -341,6 +342,7 @@ impl Function for WasmFunction {
             .host
             .call_settings(&plugin.name, ctx.policy.as_deref())?;
         settings.grants = grants;
+        settings.opened = ctx.opened.clone();
         settings.progress = ctx.on_progress.clone();
         settings.on_http = ctx.on_http.clone();
         settings.limits = settings.limits.capped(ctx.caps.as_ref());

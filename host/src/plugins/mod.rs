@@ -26,4 +26,4 @@ pub use limits::{LimitOverrides, PluginLimits};
 pub use registry::{
     CallContext, CallError, Function, FunctionInfo, FunctionRegistry, RunPluginPolicy, Scope,
 };
-pub use sandbox::Grant;
+pub use sandbox::{Grant, OpenGrants};

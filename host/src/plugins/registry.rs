@@ -51,6 +51,8 @@ pub struct CallContext {
     pub out_dir: PathBuf,
     /// Folders the call may read (those of `file` inputs).
     pub read_grants: Vec<PathBuf>,
+    /// Those folders opened once for the whole run (None: per call).
+    pub opened: Option<Arc<crate::plugins::sandbox::OpenGrants>>,
     /// Node path, for logs.
     pub node: String,
     pub on_log: Option<LogFn>,
@@ -73,6 +75,7 @@ impl CallContext {
         CallContext {
             out_dir: out_dir.to_path_buf(),
             read_grants: Vec::new(),
+            opened: None,
             node: node.to_string(),
             on_log: None,
             on_progress: None,

@@ -15,7 +15,7 @@ use super::outbound::{
     AllowList, HttpObserver, HttpPolicy, HttpRequestRecord, OutboundHooks, OutboundLog,
     OutboundProblem,
 };
-use super::sandbox::{self, Capture, Grant};
+use super::sandbox::{self, Capture, Grant, OpenGrants};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -91,6 +91,8 @@ pub struct CallSettings {
     pub limits: PluginLimits,
     /// Folders, at the same path inside as outside.
     pub grants: Vec<Grant>,
+    /// The run's folders opened once for all its calls (None: per call).
+    pub opened: Option<Arc<OpenGrants>>,
     /// The variables the guest sees (its `secrets` and `env`), and no other.
     pub env: Vec<(String, String)>,
     /// Where its HTTP requests may go; None: nowhere.
@@ -564,11 +566,17 @@ impl PluginRuntime {
         let cap = usize::try_from(limits.max_log_bytes).unwrap_or(usize::MAX);
         let stdout = Capture::new(cap);
         let stderr = Capture::new(cap);
-        let wasi = sandbox::wasi_context(&settings.grants, &settings.env, &stdout, &stderr)
-            .map_err(|message| PluginError::Sandbox {
-                plugin: loaded.name.clone(),
-                message,
-            })?;
+        let wasi = sandbox::wasi_context(
+            &settings.grants,
+            settings.opened.as_deref(),
+            &settings.env,
+            &stdout,
+            &stderr,
+        )
+        .map_err(|message| PluginError::Sandbox {
+            plugin: loaded.name.clone(),
+            message,
+        })?;
         let deadline = std::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
         let (hooks, outbound) = OutboundHooks::new(
             settings.http_policy(&loaded.name),

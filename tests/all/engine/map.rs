@@ -323,11 +323,47 @@ nodes:
     let (node, message) = failed_node(ran.error());
     assert_eq!(node, "each");
     assert!(message.contains("item 0"), "{message}");
+    // Items run as tasks of their own: they must have been stopped, not
+    // left to finish after the run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         finished.load(Ordering::SeqCst),
         0,
-        "the other items were cancelled, not waited for"
+        "the other items were cancelled, not waited for or left running"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_map_items_run_on_every_core() {
+    // Each item holds its thread for 100 ms (CPU work, as a plugin call
+    // is); items polled by one task would all run on one thread, one
+    // after another.
+    let threads = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let seen = threads.clone();
+    let busy = func("busy", move |input| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().insert(std::thread::current().id());
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(input["item"].clone())
+        }
+    });
+    let ran = Setup::new(
+        r#"
+name: busy map
+nodes:
+  - id: each
+    type: map
+    over: "{{ range(6) | list }}"
+    task: {type: function_task, function_identifier: busy, input: {item: "{{ item }}"}}
+"#,
+    )
+    .function(busy)
+    .run()
+    .await;
+    assert_eq!(ran.out("each"), &json!([0, 1, 2, 3, 4, 5]));
+    let threads = threads.lock().unwrap().len();
+    assert!(threads >= 2, "items ran on {threads} thread(s)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -273,3 +273,48 @@ async fn read_grants_are_readable_but_not_writable() {
         "input text"
     );
 }
+
+/// A run's calls share its granted folders, opened once: concurrent calls
+/// write and list through the same handles without seeing each other's
+/// position in a listing, and a read-only grant opened for one call stays
+/// read-only for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_sharing_a_runs_opened_folders_stay_independent() {
+    let env = Env::new();
+    let inputs = env.root.join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::write(inputs.join("doc.txt"), "input text").unwrap();
+    let host = env.hostile_host(limits(|_| {}));
+    let write = hostile_function(&host, "write_file").await;
+    let list = hostile_function(&host, "list_dir").await;
+    let (mut ctx, _) = call_context(&env.out);
+    ctx.read_grants = vec![inputs.clone()];
+    ctx.opened = Some(std::sync::Arc::new(composer::plugins::OpenGrants::default()));
+
+    let writes = (0..24).map(|i| {
+        let (write, ctx, out) = (&write, &ctx, &env.out);
+        async move {
+            let path = out.join(format!("{i:02}.txt"));
+            write.call(json!({"path": path, "text": "x"}), ctx).await
+        }
+    });
+    for result in futures::future::join_all(writes).await {
+        result.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let expected: Vec<String> = (0..24).map(|i| format!("{i:02}.txt")).collect();
+    let lists = (0..24).map(|_| list.call(json!({ "path": env.out }), &ctx));
+    for listed in futures::future::join_all(lists).await {
+        assert_eq!(listed.unwrap_or_else(|e| panic!("{e}")), json!(expected));
+    }
+    // The read-only grant, opened by the calls above, refuses a write.
+    let e = plugin_error(
+        write
+            .call(json!({"path": inputs.join("doc.txt"), "text": "x"}), &ctx)
+            .await,
+    );
+    assert!(matches!(e, PluginError::Failed { .. }), "{e:?}");
+    assert_eq!(
+        std::fs::read_to_string(inputs.join("doc.txt")).unwrap(),
+        "input text"
+    );
+}
