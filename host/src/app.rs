@@ -419,7 +419,7 @@ impl Composer {
         replies.extend(options.replies);
         let restored: HashMap<String, StoredOutput> = store.checkpoints(run_id).await?;
         let last_seq = store.last_seq(run_id).await?;
-        let journal = store.journal(run_id, restored)?;
+        let journal = store.journal(run_id, restored, scope.lease.clone())?;
         let out_dir = spec
             .get("out_dir")
             .and_then(|d| d.as_str())

@@ -47,6 +47,9 @@ pub struct RunScope {
     pub drain: CancellationToken,
     /// The tenant's caps over plugin limits.
     pub plugin_caps: Option<crate::plugins::limits::LimitCaps>,
+    /// The work-queue claim a worker's attempt runs under (see
+    /// `store::Lease`); None for runs no other process can take over.
+    pub lease: Option<crate::store::Lease>,
 }
 
 #[derive(Debug)]
@@ -154,7 +157,7 @@ pub async fn run_scoped(
         };
         let opened = match store.create_run(new).await {
             Ok(Created::New(_)) | Ok(Created::Existing(_)) => {
-                store.journal(&run_id, HashMap::new())
+                store.journal(&run_id, HashMap::new(), scope.lease.clone())
             }
             Err(e) => Err(e),
         };

@@ -49,14 +49,14 @@ pub async fn work(state: Arc<ServerState>) {
         match claim {
             Some(claim) => {
                 if let Some(pause) = cannot_start(&state, &claim, lease).await {
-                    if let Err(e) = state.queue.release(&claim.run_id).await {
+                    if let Err(e) = state.queue.release(&claim).await {
                         tracing::error!(run = %claim.run_id, error = %e, "cannot put a run back on the queue");
                     }
                     paused.insert(claim.tenant, Instant::now() + pause);
                     continue;
                 }
                 let state = state.clone();
-                running.spawn(async move { execute(state, claim.run_id, claim.tenant).await });
+                running.spawn(async move { execute(state, claim).await });
             }
             None => {
                 // Woken by new work (here, or announced by another process);
@@ -121,9 +121,10 @@ async fn cannot_start(state: &ServerState, claim: &Claim, lease: Duration) -> Op
     }
 }
 
-async fn execute(state: Arc<ServerState>, run_id: String, tenant_id: String) {
+async fn execute(state: Arc<ServerState>, claim: Claim) {
+    let (run_id, tenant_id) = (claim.run_id.clone(), claim.tenant.clone());
     let Some(tenant) = state.tenant(&tenant_id) else {
-        let _ = state.queue.release(&run_id).await;
+        let _ = state.queue.release(&claim).await;
         return;
     };
     let cap = tenant.settings.quotas.concurrent_runs;
@@ -139,14 +140,15 @@ async fn execute(state: Arc<ServerState>, run_id: String, tenant_id: String) {
     // as it lasts.
     let attempt_drain = state.drain.child_token();
     let renew = {
-        let (state, run_id, tenant_id) = (state.clone(), run_id.clone(), tenant_id.clone());
+        let (state, claim, tenant_id) = (state.clone(), claim.clone(), tenant_id.clone());
+        let run_id = claim.run_id.clone();
         let lost = attempt_drain.clone();
         let lease = Duration::from_secs(state.settings.lease_secs.max(2));
         tokio::spawn(async move {
             let mut renewed = Instant::now();
             loop {
                 tokio::time::sleep(lease / 3).await;
-                match state.queue.renew(&run_id, &state.worker_id, lease).await {
+                match state.queue.renew(&claim, &state.worker_id, lease).await {
                     Ok(true) => renewed = Instant::now(),
                     Ok(false) => {
                         tracing::warn!(run = %run_id, "lost the run's lease; starting no more of its nodes");
@@ -182,8 +184,12 @@ async fn execute(state: Arc<ServerState>, run_id: String, tenant_id: String) {
             quotas: quotas.clone(),
         })),
         cancel: cancel.clone(),
-        drain: attempt_drain,
+        drain: attempt_drain.clone(),
         plugin_caps: Some(caps),
+        lease: Some(crate::store::Lease {
+            token: claim.token,
+            lost: attempt_drain,
+        }),
         ..RunScope::default()
     };
     let options = RunOptions {
@@ -214,13 +220,19 @@ async fn execute(state: Arc<ServerState>, run_id: String, tenant_id: String) {
     if cap.is_some() {
         state.quotas.release_run(&tenant_id, &run_id).await;
     }
+    // Only while this claim still holds the run: once another worker has
+    // taken it over, the queue row is that worker's.
     let settled = if status == RunStatus::Queued {
-        state.queue.release(&run_id).await
+        state.queue.release(&claim).await
     } else {
-        state.queue.remove(&run_id).await
+        state.queue.complete(&claim).await
     };
-    if let Err(e) = settled {
-        tracing::error!(run = %run_id, error = %e, "cannot update the work queue");
+    match settled {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(run = %run_id, "the run's lease had passed to another worker; leaving the run to it")
+        }
+        Err(e) => tracing::error!(run = %run_id, error = %e, "cannot update the work queue"),
     }
     state.hub.close(&run_id);
     if let Ok(mut active) = state.active.lock() {

@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use error::StoreError;
 pub use queue::{Claim, SqliteQueue, WorkQueue};
 pub use runs::{
-    Created, NewRun, NodeRecord, RunFilter, RunRecord, RunStore, SqliteStore, StoredEvent,
+    Created, Lease, NewRun, NodeRecord, RunFilter, RunRecord, RunStore, SqliteStore, StoredEvent,
 };
 
 const SCHEMA: &str = "
@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS run_queue (
     tenant TEXT NOT NULL,
     enqueued_at REAL NOT NULL,
     lease_owner TEXT,
-    lease_until REAL
+    lease_until REAL,
+    lease_token INTEGER
 );
 ";
 
@@ -205,6 +206,13 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         if !have.iter().any(|c| c == name) {
             conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {name} {decl}"))?;
         }
+    }
+    let mut stmt = conn.prepare("PRAGMA table_info(run_queue)")?;
+    let queue: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<rusqlite::Result<_>>()?;
+    if !queue.iter().any(|c| c == "lease_token") {
+        conn.execute_batch("ALTER TABLE run_queue ADD COLUMN lease_token INTEGER")?;
     }
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant, started_at);

@@ -18,6 +18,16 @@ use std::time::Duration;
 pub struct Claim {
     pub run_id: String,
     pub tenant: String,
+    /// Drawn at random for this claim: the queue row holds the token of the
+    /// newest claim, so an attempt whose lease another worker has since
+    /// taken over can tell (its renewals, its journal's writes and its
+    /// release then change nothing).
+    pub token: i64,
+}
+
+/// A fresh lease token.
+pub(crate) fn new_token() -> i64 {
+    rand::random::<i64>()
 }
 
 #[async_trait]
@@ -31,11 +41,16 @@ pub trait WorkQueue: Send + Sync {
         lease: Duration,
         skip: Vec<String>,
     ) -> Result<Option<Claim>, StoreError>;
-    /// Extends a lease; false when the worker no longer holds it.
-    async fn renew(&self, run_id: &str, worker: &str, lease: Duration) -> Result<bool, StoreError>;
-    /// Puts a leased run back (shutdown, or a run that waits).
-    async fn release(&self, run_id: &str) -> Result<(), StoreError>;
-    /// Removes a run from the queue (finished, waiting or cancelled).
+    /// Extends a lease; false when the claim no longer holds it.
+    async fn renew(&self, claim: &Claim, worker: &str, lease: Duration)
+        -> Result<bool, StoreError>;
+    /// Puts a claimed run back (shutdown, or a run that cannot start here);
+    /// false (and nothing changed) when the claim no longer holds it.
+    async fn release(&self, claim: &Claim) -> Result<bool, StoreError>;
+    /// Takes a claimed run off the queue (finished, waiting or cancelled);
+    /// false (and nothing changed) when the claim no longer holds it.
+    async fn complete(&self, claim: &Claim) -> Result<bool, StoreError>;
+    /// Removes a run from the queue whoever holds it (cancelled by a user).
     async fn remove(&self, run_id: &str) -> Result<(), StoreError>;
     /// Expires every lease (one process owns an embedded store: after a
     /// restart, whatever it had leased is its to continue).
@@ -126,24 +141,35 @@ impl WorkQueue for SqliteQueue {
                 let Some((run_id, tenant)) = found else {
                     return Ok(None);
                 };
+                let token = new_token();
                 tx.execute(
-                    "UPDATE run_queue SET lease_owner = ?2, lease_until = ?3 WHERE run_id = ?1",
-                    params![run_id, worker, now + lease.as_secs_f64()],
+                    "UPDATE run_queue SET lease_owner = ?2, lease_until = ?3, lease_token = ?4 WHERE run_id = ?1",
+                    params![run_id, worker, now + lease.as_secs_f64(), token],
                 )?;
                 tx.commit()?;
-                Ok(Some(Claim { run_id, tenant }))
+                Ok(Some(Claim {
+                    run_id,
+                    tenant,
+                    token,
+                }))
             })
         })
         .await
     }
 
-    async fn renew(&self, run_id: &str, worker: &str, lease: Duration) -> Result<bool, StoreError> {
-        let (run_id, worker) = (run_id.to_string(), worker.to_string());
+    async fn renew(
+        &self,
+        claim: &Claim,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let (run_id, token, worker) = (claim.run_id.clone(), claim.token, worker.to_string());
         self.blocking(move |db| {
             db.with(|c| {
                 c.execute(
-                    "UPDATE run_queue SET lease_until = ?3 WHERE run_id = ?1 AND lease_owner = ?2",
-                    params![run_id, worker, unix_now() + lease.as_secs_f64()],
+                    "UPDATE run_queue SET lease_until = ?4
+                     WHERE run_id = ?1 AND lease_owner = ?2 AND lease_token = ?3",
+                    params![run_id, worker, token, unix_now() + lease.as_secs_f64()],
                 )
             })
             .map(|n| n == 1)
@@ -151,16 +177,31 @@ impl WorkQueue for SqliteQueue {
         .await
     }
 
-    async fn release(&self, run_id: &str) -> Result<(), StoreError> {
-        let run_id = run_id.to_string();
+    async fn release(&self, claim: &Claim) -> Result<bool, StoreError> {
+        let (run_id, token) = (claim.run_id.clone(), claim.token);
         self.blocking(move |db| {
             db.with(|c| {
                 c.execute(
-                    "UPDATE run_queue SET lease_owner = NULL, lease_until = NULL WHERE run_id = ?1",
-                    params![run_id],
+                    "UPDATE run_queue SET lease_owner = NULL, lease_until = NULL
+                     WHERE run_id = ?1 AND lease_token = ?2",
+                    params![run_id, token],
                 )
             })
-            .map(|_| ())
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn complete(&self, claim: &Claim) -> Result<bool, StoreError> {
+        let (run_id, token) = (claim.run_id.clone(), claim.token);
+        self.blocking(move |db| {
+            db.with(|c| {
+                c.execute(
+                    "DELETE FROM run_queue WHERE run_id = ?1 AND lease_token = ?2",
+                    params![run_id, token],
+                )
+            })
+            .map(|n| n == 1)
         })
         .await
     }

@@ -128,12 +128,61 @@ pub trait RunStore: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn replies(&self, id: &str) -> Result<HashMap<String, serde_json::Value>, StoreError>;
     /// Opens the journal an attempt of run `id` writes through.
-    /// `restored` are the checkpoints of earlier attempts.
+    /// `restored` are the checkpoints of earlier attempts; `lease`, the
+    /// claim a worker's attempt runs under (None: a run nobody else can
+    /// take over).
     fn journal(
         &self,
         id: &str,
         restored: HashMap<String, StoredOutput>,
+        lease: Option<Lease>,
     ) -> Result<Arc<dyn Journal>, StoreError>;
+}
+
+/// The claim a worker's attempt runs under. Its journal stores a batch
+/// only while the queue still holds `token` for the run (checked in the
+/// batch's own transaction); once another worker has taken the run over,
+/// the attempt's writes are dropped, so a late attempt can neither
+/// overwrite the new one's progress nor its end, and `lost` is cancelled
+/// so it starts no more nodes.
+#[derive(Clone)]
+pub struct Lease {
+    pub token: i64,
+    pub lost: tokio_util::sync::CancellationToken,
+}
+
+/// A journal's side of its lease.
+pub(crate) struct Fencing {
+    lease: Option<Lease>,
+    lost: bool,
+}
+
+impl Fencing {
+    pub(crate) fn new(lease: Option<Lease>) -> Fencing {
+        Fencing { lease, lost: false }
+    }
+
+    /// The token a batch must find in the queue (None: no check).
+    pub(crate) fn token(&self) -> Option<i64> {
+        self.lease.as_ref().map(|l| l.token)
+    }
+
+    /// The lease has passed to another attempt: store nothing more.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost
+    }
+
+    pub(crate) fn lose(&mut self, run_id: &str) {
+        if self.lost {
+            return;
+        }
+        self.lost = true;
+        tracing::warn!(run = %run_id,
+            "another worker has taken this run over; this attempt stores nothing more and starts no more nodes");
+        if let Some(lease) = &self.lease {
+            lease.lost.cancel();
+        }
+    }
 }
 
 /// The embedded run store.
@@ -437,6 +486,7 @@ impl RunStore for SqliteStore {
         &self,
         id: &str,
         restored: HashMap<String, StoredOutput>,
+        lease: Option<Lease>,
     ) -> Result<Arc<dyn Journal>, StoreError> {
         let db = self.db.clone();
         let run_id = id.to_string();
@@ -446,14 +496,34 @@ impl RunStore for SqliteStore {
                 params![run_id, unix_now()],
             )
         })?;
+        let mut fencing = Fencing::new(lease);
         let journal = QueuedJournal::start(restored, move |batch| {
-            let _ = db.with(|c| {
+            if fencing.is_lost() {
+                return;
+            }
+            let token = fencing.token();
+            let stored = db.with(|c| {
                 let tx = c.transaction()?;
+                if let Some(token) = token {
+                    let held: Option<Option<i64>> = tx
+                        .query_row(
+                            "SELECT lease_token FROM run_queue WHERE run_id = ?1",
+                            params![run_id],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if held.flatten() != Some(token) {
+                        return Ok(false); // rolled back
+                    }
+                }
                 for w in batch {
                     write_one(&tx, &run_id, w)?;
                 }
-                tx.commit()
+                tx.commit().map(|()| true)
             });
+            if let Ok(false) = stored {
+                fencing.lose(&run_id);
+            }
         })?;
         Ok(journal)
     }

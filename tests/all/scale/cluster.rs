@@ -181,6 +181,25 @@ recipes = ["{d}/recipes"]
         let _ = child.wait();
     }
 
+    /// Freezes the process (SIGSTOP), as a long pause or a partition would.
+    pub(crate) fn pause(&mut self, p: &Process) {
+        self.signal(p, "-STOP");
+    }
+
+    /// Wakes a frozen process (SIGCONT).
+    pub(crate) fn resume(&mut self, p: &Process) {
+        self.signal(p, "-CONT");
+    }
+
+    fn signal(&mut self, p: &Process, signal: &str) {
+        let pid = self.processes[p.index].id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Whether the process is still running.
     pub(crate) fn alive(&mut self, p: &Process) -> bool {
         matches!(self.processes[p.index].try_wait(), Ok(None))

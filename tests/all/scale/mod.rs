@@ -3,5 +3,6 @@
 
 mod cluster;
 mod counters;
+mod fencing;
 pub(crate) mod services;
 mod shared;

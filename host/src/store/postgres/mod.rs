@@ -9,6 +9,9 @@
 pub mod queue;
 pub mod runs;
 
+pub use queue::PgQueue;
+pub use runs::PgStore;
+
 use super::{Change, StoreError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::StreamExt;
@@ -92,6 +95,7 @@ CREATE TABLE IF NOT EXISTS run_queue (
     lease_until DOUBLE PRECISION,
     ord BIGSERIAL
 );
+ALTER TABLE run_queue ADD COLUMN IF NOT EXISTS lease_token BIGINT;
 ";
 
 /// The shared database: a connection pool, and the notifications the

@@ -6,6 +6,7 @@
 //! the table, so it stays small however many runs the store holds.
 
 use super::{PgDatabase, QUEUE_CHANNEL};
+use crate::store::queue::new_token;
 use crate::store::{unix_now, Claim, StoreError, WorkQueue};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -20,21 +21,23 @@ impl PgQueue {
         PgQueue { db }
     }
 
-    /// Runs `sql` and, in the same transaction, wakes idle workers.
+    /// Runs `sql` and, in the same transaction, wakes idle workers; the
+    /// rows it changed.
     async fn execute_and_wake(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let e = |e: tokio_postgres::Error| self.db.error(e);
         let mut client = self.db.client().await?;
         let tx = client.transaction().await.map_err(e)?;
         let stmt = tx.prepare_cached(sql).await.map_err(e)?;
-        tx.execute(&stmt, params).await.map_err(e)?;
+        let changed = tx.execute(&stmt, params).await.map_err(e)?;
         tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
             .await
             .map_err(e)?;
-        tx.commit().await.map_err(e)
+        tx.commit().await.map_err(e)?;
+        Ok(changed)
     }
 
     async fn counts(&self, sql: &str) -> Result<Vec<(String, u64)>, StoreError> {
@@ -69,13 +72,14 @@ const CLAIM: &str = "WITH now AS (SELECT extract(epoch from clock_timestamp())::
          ORDER BY COALESCE(l.n, 0), q.enqueued_at, q.ord
          LIMIT 1
          FOR UPDATE OF q SKIP LOCKED)
-     UPDATE run_queue SET lease_owner = $1, lease_until = (SELECT t FROM now) + $3
+     UPDATE run_queue SET lease_owner = $1, lease_until = (SELECT t FROM now) + $3,
+       lease_token = $4
      FROM next WHERE run_queue.run_id = next.run_id
      RETURNING run_queue.run_id, run_queue.tenant";
 
 const RENEW: &str =
     "UPDATE run_queue SET lease_until = extract(epoch from clock_timestamp())::float8 + $3
-     WHERE run_id = $1 AND lease_owner = $2";
+     WHERE run_id = $1 AND lease_owner = $2 AND lease_token = $4";
 
 const DEPTH: &str = "SELECT tenant, count(*) FROM run_queue
      WHERE lease_until IS NULL OR lease_until < extract(epoch from clock_timestamp())::float8
@@ -93,6 +97,7 @@ impl WorkQueue for PgQueue {
             &[&run_id, &tenant, &unix_now()],
         )
         .await
+        .map(|_| ())
     }
 
     async fn claim(
@@ -102,8 +107,9 @@ impl WorkQueue for PgQueue {
         skip: Vec<String>,
     ) -> Result<Option<Claim>, StoreError> {
         let (client, stmt) = self.db.prepared(CLAIM).await?;
+        let token = new_token();
         let rows = client
-            .query(&stmt, &[&worker, &skip, &lease.as_secs_f64()])
+            .query(&stmt, &[&worker, &skip, &lease.as_secs_f64(), &token])
             .await
             .map_err(|e| self.db.error(e))?;
         let Some(row) = rows.first() else {
@@ -112,25 +118,48 @@ impl WorkQueue for PgQueue {
         let claim = Claim {
             run_id: row.try_get(0).map_err(|e| self.db.error(e))?,
             tenant: row.try_get(1).map_err(|e| self.db.error(e))?,
+            token,
         };
         Ok(Some(claim))
     }
 
-    async fn renew(&self, run_id: &str, worker: &str, lease: Duration) -> Result<bool, StoreError> {
+    async fn renew(
+        &self,
+        claim: &Claim,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
         let (client, stmt) = self.db.prepared(RENEW).await?;
         let n = client
-            .execute(&stmt, &[&run_id, &worker, &lease.as_secs_f64()])
+            .execute(
+                &stmt,
+                &[&claim.run_id, &worker, &lease.as_secs_f64(), &claim.token],
+            )
             .await
             .map_err(|e| self.db.error(e))?;
         Ok(n == 1)
     }
 
-    async fn release(&self, run_id: &str) -> Result<(), StoreError> {
+    async fn release(&self, claim: &Claim) -> Result<bool, StoreError> {
         self.execute_and_wake(
-            "UPDATE run_queue SET lease_owner = NULL, lease_until = NULL WHERE run_id = $1",
-            &[&run_id],
+            "UPDATE run_queue SET lease_owner = NULL, lease_until = NULL
+             WHERE run_id = $1 AND lease_token = $2",
+            &[&claim.run_id, &claim.token],
         )
         .await
+        .map(|n| n == 1)
+    }
+
+    async fn complete(&self, claim: &Claim) -> Result<bool, StoreError> {
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "DELETE FROM run_queue WHERE run_id = $1 AND lease_token = $2",
+                &[&claim.run_id, &claim.token],
+            )
+            .await
+            .map(|n| n == 1)
+            .map_err(|e| self.db.error(e))
     }
 
     async fn remove(&self, run_id: &str) -> Result<(), StoreError> {

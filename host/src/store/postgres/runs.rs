@@ -7,8 +7,8 @@ use super::{PgDatabase, EVENTS_CHANNEL};
 use crate::engine::durable::{Journal, StoredOutput};
 use crate::engine::events::RunStatus;
 use crate::store::runs::{
-    checkpoint_value, node_update, Created, NewRun, NodeRecord, NodeUpdate, QueuedJournal,
-    RunFilter, RunRecord, RunStore, StoredEvent, Write,
+    checkpoint_value, node_update, Created, Fencing, Lease, NewRun, NodeRecord, NodeUpdate,
+    QueuedJournal, RunFilter, RunRecord, RunStore, StoredEvent, Write,
 };
 use crate::store::{unix_now, StoreError};
 use async_trait::async_trait;
@@ -300,6 +300,7 @@ impl RunStore for PgStore {
         &self,
         id: &str,
         restored: HashMap<String, StoredOutput>,
+        lease: Option<Lease>,
     ) -> Result<Arc<dyn Journal>, StoreError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| StoreError::Stopped(format!("the PostgreSQL journal needs tokio: {e}")))?;
@@ -308,8 +309,14 @@ impl RunStore for PgStore {
         // events follow at once): `journal` itself cannot wait on the
         // database.
         let mut began = false;
+        let mut fencing = Fencing::new(lease);
         let journal = QueuedJournal::start(restored, move |batch| {
-            store_batch(&runtime, &db, &run_id, batch, !began);
+            if fencing.is_lost() {
+                return;
+            }
+            if !store_batch(&runtime, &db, &run_id, batch, !began, fencing.token()) {
+                fencing.lose(&run_id);
+            }
             began = true;
         })?;
         Ok(journal)
@@ -318,18 +325,20 @@ impl RunStore for PgStore {
 
 /// Stores one batch of a run's writes in one transaction, retrying a
 /// failed batch for a while (a restarting server, a dropped connection):
-/// a checkpoint is acknowledged only after this returns.
+/// a checkpoint is acknowledged only after this returns. False: the queue
+/// no longer holds `token` for the run, and nothing was stored.
 fn store_batch(
     runtime: &tokio::runtime::Handle,
     db: &PgDatabase,
     run_id: &str,
     batch: &[Write],
     first: bool,
-) {
+    token: Option<i64>,
+) -> bool {
     let mut pause = Duration::from_millis(50);
     for attempt in 1..=12 {
-        match runtime.block_on(write_batch(db, run_id, batch, first)) {
-            Ok(()) => return,
+        match runtime.block_on(write_batch(db, run_id, batch, first, token)) {
+            Ok(held) => return held,
             Err(e) if attempt < 12 => {
                 tracing::warn!(run = %run_id, error = %e, attempt, "cannot store the run's progress; retrying");
                 std::thread::sleep(pause);
@@ -340,6 +349,7 @@ fn store_batch(
             }
         }
     }
+    true
 }
 
 /// One statement of a batch, with its parameters owned.
@@ -363,12 +373,18 @@ const FINISH: &str = "UPDATE runs SET status = $2, finished_at = $3, outputs = $
      metrics = COALESCE($6, metrics), error_kind = $7, failure = $8 WHERE id = $1";
 const BEGAN: &str =
     "UPDATE runs SET status = 'running', began_at = COALESCE(began_at, $2) WHERE id = $1";
+/// One row while the claim holds the run; the row stays locked until the
+/// batch commits, so no claim can take the run over in between.
+const LEASE_HELD: &str = "SELECT 1 FROM run_queue WHERE run_id = $1 AND lease_token = $2 FOR SHARE";
 
-/// The statements that store a batch, in order.
-fn batch_ops(run_id: &str, batch: &[Write], first: bool) -> Vec<Op> {
+/// The statements that store a batch, in order (the lease check first).
+fn batch_ops(run_id: &str, batch: &[Write], first: bool, token: Option<i64>) -> Vec<Op> {
     let id = || Box::new(run_id.to_string()) as Box<dyn ToSql + Sync + Send>;
     let now = unix_now();
-    let mut ops: Vec<Op> = Vec::with_capacity(batch.len() * 2 + 2);
+    let mut ops: Vec<Op> = Vec::with_capacity(batch.len() * 2 + 3);
+    if let Some(token) = token {
+        ops.push((LEASE_HELD, vec![id(), Box::new(token)]));
+    }
     if first {
         ops.push((BEGAN, vec![id(), Box::new(now)]));
     }
@@ -462,15 +478,17 @@ fn batch_ops(run_id: &str, batch: &[Write], first: bool) -> Vec<Op> {
 /// Stores a batch in one transaction. Its statements are pipelined (sent
 /// without waiting for each answer, executed in order), so a batch costs
 /// about three round trips (begin, the statements, commit) however many
-/// statements it has.
+/// statements it has. False: the lease check found no row, and the
+/// transaction is rolled back.
 async fn write_batch(
     db: &PgDatabase,
     run_id: &str,
     batch: &[Write],
     first: bool,
-) -> Result<(), StoreError> {
+    token: Option<i64>,
+) -> Result<bool, StoreError> {
     let e = |e: tokio_postgres::Error| db.error(e);
-    let ops = batch_ops(run_id, batch, first);
+    let ops = batch_ops(run_id, batch, first, token);
     let mut client = db.client().await?;
     let tx = client.transaction().await.map_err(e)?;
     let mut statements = Vec::with_capacity(ops.len());
@@ -485,6 +503,11 @@ async fn write_batch(
             .collect();
         async move { pipelined.execute(&statement, &params).await }
     });
-    futures::future::try_join_all(executions).await.map_err(e)?;
-    tx.commit().await.map_err(e)
+    let changed = futures::future::try_join_all(executions).await.map_err(e)?;
+    if token.is_some() && changed.first() != Some(&1) {
+        // Dropping the transaction rolls it back.
+        return Ok(false);
+    }
+    tx.commit().await.map_err(e)?;
+    Ok(true)
 }
