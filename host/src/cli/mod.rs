@@ -52,10 +52,7 @@ enum Command {
     /// `--no-worker`).
     Serve(serve::ServeArgs),
     /// Execute queued runs; serve no API.
-    Worker {
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-    },
+    Worker(serve::WorkerArgs),
     /// Tenant keys.
     #[command(subcommand)]
     Tenant(serve::TenantCommand),
@@ -106,7 +103,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::LoadTest(args) => load_test::run(args),
         Command::Serve(args) => serve::serve(args),
-        Command::Worker { config } => serve::worker(config),
+        Command::Worker(args) => serve::worker(args),
         Command::Tenant(command) => serve::tenant(command),
         Command::Cache(command) => match crate::config::discover(None) {
             Ok((settings, _)) => cache::run(command, &settings.cache),

@@ -88,13 +88,34 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-pub fn worker(config: Option<PathBuf>) -> ExitCode {
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    /// Settings file (default: `composer.toml` in the working directory).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Answer `/metrics`, `/healthz` and `/readyz` on this address (a
+    /// worker serves no API).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+}
+
+pub fn worker(args: WorkerArgs) -> ExitCode {
     init_logs();
-    let Some((runtime, state)) = open(config.as_deref()) else {
+    let Some((runtime, state)) = open(args.config.as_deref()) else {
         return ExitCode::from(2);
     };
-    runtime.block_on(crate::server::work_only(state));
-    ExitCode::SUCCESS
+    let announce = |local: &str| eprintln!("listening on http://{local}");
+    match runtime.block_on(crate::server::work_only(
+        state,
+        args.metrics_addr.as_deref(),
+        announce,
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub fn tenant(command: TenantCommand) -> ExitCode {

@@ -260,14 +260,49 @@ pub async fn serve(
     })
 }
 
-/// Executes runs and serves no API.
-pub async fn work_only(state: Arc<ServerState>) {
+/// Executes runs and serves no API; with `probes_addr`, answers
+/// `/healthz`, `/readyz` and `/metrics` there (for Prometheus and the
+/// orchestrator's probes).
+pub async fn work_only(
+    state: Arc<ServerState>,
+    probes_addr: Option<&str>,
+    on_listen: impl FnOnce(&str),
+) -> Result<(), ServeError> {
+    let probes = match probes_addr {
+        Some(addr) => {
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ServeError::Listen {
+                        addr: addr.to_string(),
+                        message: e.to_string(),
+                    })?;
+            let local = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| addr.to_string());
+            tracing::info!(addr = %local, "composer worker: metrics and probes listening");
+            on_listen(&local);
+            let router = routes::probes(state.clone());
+            let stop = state.drain.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            }))
+        }
+        None => None,
+    };
     let drain = state.drain.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         drain.cancel();
     });
     worker::work(state).await;
+    if let Some(probes) = probes {
+        let _ = probes.await;
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

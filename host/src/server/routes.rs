@@ -31,15 +31,32 @@ use std::time::{Duration, Instant};
 type Shared = State<Arc<ServerState>>;
 type ApiResult = Result<Response, ApiError>;
 
+/// `/healthz`, `/readyz` and `/metrics`: what a `serve` process answers
+/// beside the API, and all a worker's `--metrics-addr` listener answers.
+fn probe_routes() -> Router<Arc<ServerState>> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
+}
+
+/// A worker's listener: probes and metrics only.
+pub fn probes(state: Arc<ServerState>) -> Router {
+    probe_routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_log,
+        ))
+        .with_state(state)
+}
+
 pub fn router(state: Arc<ServerState>) -> Router {
     let max_body = state.settings.max_body_bytes;
     let max_plugin = state.settings.max_plugin_bytes;
     Router::new()
         .route("/", get(super::web::index))
         .route("/assets/{name}", get(super::web::asset))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(prometheus))
+        .merge(probe_routes())
         .route("/v1/recipes", get(list_recipes))
         .route("/v1/recipes/{name}", get(get_recipe))
         .route("/v1/recipes/{name}/runs", post(run_named))

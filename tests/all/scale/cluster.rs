@@ -131,18 +131,28 @@ recipes = ["{d}/recipes"]
         if !worker {
             args.push("--no-worker");
         }
+        self.listening(&args)
+    }
+
+    /// `composer worker` answering `/metrics` and the probes on a port.
+    pub(crate) fn worker_with_metrics(&mut self) -> Process {
+        self.listening(&["worker", "--metrics-addr", "127.0.0.1:0"])
+    }
+
+    /// Starts a process that announces its address on stderr.
+    fn listening(&mut self, args: &[&str]) -> Process {
         let mut child = composer_command(self.dir.path())
-            .args(&args)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("composer serve starts");
+            .expect("composer starts");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let mut seen = String::new();
         let base = loop {
             let Some(Ok(line)) = lines.next() else {
-                panic!("composer serve stopped before listening:\n{seen}");
+                panic!("composer {args:?} stopped before listening:\n{seen}");
             };
             if let Some(addr) = line.strip_prefix("listening on ") {
                 break addr.trim().to_string();

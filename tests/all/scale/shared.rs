@@ -301,3 +301,51 @@ async fn postgresql_stopped_answers_503_and_the_service_recovers_when_it_is_back
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(requests_with(&c.fake, "run-during-end"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_answers_metrics_and_probes_on_its_metrics_address() {
+    let mut c = Cluster::new("", "", &[("one", ONE)]);
+    let api = c.serve(false);
+    let worker = c.worker_with_metrics();
+    for n in 0..3 {
+        let id = submit(base(&api), "one", json!({"n": n.to_string()})).await;
+        let run = poll_run(base(&api), &id, "finished", is_final).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+    let probes = base(&worker);
+    let get = |path: &str| {
+        let url = format!("{probes}{path}");
+        async move {
+            let r = reqwest::get(&url).await.expect("the worker answers");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await.0, 200);
+    let (status, text) = get("/metrics").await;
+    assert_eq!(status, 200);
+    // The worker executed the runs: its own counters say so (the API
+    // process's would not).
+    let runs = text
+        .lines()
+        .find(|l| {
+            l.starts_with("composer_runs_total")
+                && l.contains("status=\"succeeded\"")
+                && l.contains("tenant=\"a\"")
+        })
+        .unwrap_or_else(|| panic!("no succeeded runs counted:\n{text}"));
+    assert!(runs.ends_with(" 3"), "{runs}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("composer_provider_calls_total") && l.ends_with(" 3")),
+        "{text}"
+    );
+    // It serves no API.
+    assert_eq!(get("/v1/recipes").await.0, 404);
+    // Its readiness follows the database.
+    c.postgres().stop();
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("PostgreSQL"), "{body}");
+    c.postgres().restart();
+}
