@@ -215,7 +215,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         conn.execute_batch("ALTER TABLE run_queue ADD COLUMN lease_token INTEGER")?;
     }
     conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant, started_at);
+        "CREATE INDEX IF NOT EXISTS run_queue_next ON run_queue (tenant, enqueued_at);
+         CREATE INDEX IF NOT EXISTS run_queue_leases ON run_queue (tenant, lease_until);
+         CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant, started_at);
          CREATE UNIQUE INDEX IF NOT EXISTS runs_by_idempotency ON runs (tenant, idempotency_key)
            WHERE idempotency_key IS NOT NULL;",
     )

@@ -118,21 +118,36 @@ impl WorkQueue for SqliteQueue {
         self.blocking(move |db| {
             let now = unix_now();
             db.with(|c| {
-                let tx = c.transaction()?;
+                // IMMEDIATE: the claim reads, then writes; taking the write
+                // lock first waits for another connection instead of
+                // failing at once when it wrote in between.
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 let skip_json = serde_json::to_string(&skip).unwrap_or_else(|_| "[]".into());
                 let found = tx
                     .query_row(
-                        // Leased runs counted once per claim, not once per
-                        // queued row (that made a claim quadratic in the
-                        // queue's depth).
-                        "WITH leased AS (
-                             SELECT tenant, COUNT(*) AS n FROM run_queue
-                             WHERE lease_until >= ?1 GROUP BY tenant)
-                         SELECT q.run_id, q.tenant FROM run_queue q
-                         LEFT JOIN leased l ON l.tenant = q.tenant
-                         WHERE (q.lease_until IS NULL OR q.lease_until < ?1)
-                           AND q.tenant NOT IN (SELECT value FROM json_each(?2))
-                         ORDER BY COALESCE(l.n, 0), q.enqueued_at, q.rowid
+                        // Each tenant's oldest waiting run and its leased
+                        // count come from the indexes, and the tenants from
+                        // a skip scan of them: a claim never sorts the
+                        // queue, whatever its depth.
+                        "WITH RECURSIVE tenants(tenant) AS (
+                             SELECT MIN(tenant) FROM run_queue
+                             UNION ALL
+                             SELECT (SELECT MIN(q.tenant) FROM run_queue q WHERE q.tenant > tenants.tenant)
+                             FROM tenants WHERE tenants.tenant IS NOT NULL),
+                         candidates AS (
+                             SELECT
+                               (SELECT q.rowid FROM run_queue q
+                                WHERE q.tenant = t.tenant
+                                  AND (q.lease_until IS NULL OR q.lease_until < ?1)
+                                ORDER BY q.enqueued_at, q.rowid LIMIT 1) AS next,
+                               (SELECT COUNT(*) FROM run_queue l
+                                WHERE l.tenant = t.tenant AND l.lease_until >= ?1) AS leased
+                             FROM tenants t
+                             WHERE t.tenant IS NOT NULL
+                               AND t.tenant NOT IN (SELECT value FROM json_each(?2)))
+                         SELECT q.run_id, q.tenant FROM candidates c
+                         JOIN run_queue q ON q.rowid = c.next
+                         ORDER BY c.leased, q.enqueued_at, q.rowid
                          LIMIT 1",
                         params![now, skip_json],
                         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),

@@ -502,27 +502,49 @@ impl RunStore for SqliteStore {
                 return;
             }
             let token = fencing.token();
-            let stored = db.with(|c| {
-                let tx = c.transaction()?;
-                if let Some(token) = token {
-                    let held: Option<Option<i64>> = tx
-                        .query_row(
-                            "SELECT lease_token FROM run_queue WHERE run_id = ?1",
-                            params![run_id],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    if held.flatten() != Some(token) {
-                        return Ok(false); // rolled back
+            let store = || {
+                db.with(|c| {
+                    // IMMEDIATE: the write lock is taken (waiting on the
+                    // busy handler) before the lease check reads; a read
+                    // that later upgrades fails at once when another
+                    // connection wrote in between.
+                    let tx =
+                        c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    if let Some(token) = token {
+                        let held: Option<Option<i64>> = tx
+                            .query_row(
+                                "SELECT lease_token FROM run_queue WHERE run_id = ?1",
+                                params![run_id],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        if held.flatten() != Some(token) {
+                            return Ok(false); // rolled back
+                        }
+                    }
+                    for w in batch {
+                        write_one(&tx, &run_id, w)?;
+                    }
+                    tx.commit().map(|()| true)
+                })
+            };
+            // A batch that cannot be stored (the file locked for longer
+            // than the busy timeout, a full disk) is retried for a while,
+            // then given up with an error: the run goes on.
+            let mut pause = std::time::Duration::from_millis(20);
+            for attempt in 1..=5 {
+                match store() {
+                    Ok(true) => return,
+                    Ok(false) => return fencing.lose(&run_id),
+                    Err(e) if attempt < 5 => {
+                        tracing::warn!(run = %run_id, error = %e, attempt, "cannot store the run's progress; retrying");
+                        std::thread::sleep(pause);
+                        pause *= 4;
+                    }
+                    Err(e) => {
+                        tracing::error!(run = %run_id, error = %e, "cannot store the run's progress; giving up on this batch");
                     }
                 }
-                for w in batch {
-                    write_one(&tx, &run_id, w)?;
-                }
-                tx.commit().map(|()| true)
-            });
-            if let Ok(false) = stored {
-                fencing.lose(&run_id);
             }
         })?;
         Ok(journal)

@@ -1,6 +1,7 @@
 //! Scale-out: `serve` and `worker` processes sharing one PostgreSQL and
 //! one Redis, both private instances the tests start and stop.
 
+mod claims;
 mod cluster;
 mod counters;
 mod fencing;

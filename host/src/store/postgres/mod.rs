@@ -96,6 +96,8 @@ CREATE TABLE IF NOT EXISTS run_queue (
     ord BIGSERIAL
 );
 ALTER TABLE run_queue ADD COLUMN IF NOT EXISTS lease_token BIGINT;
+CREATE INDEX IF NOT EXISTS run_queue_next ON run_queue (tenant, enqueued_at, ord);
+CREATE INDEX IF NOT EXISTS run_queue_leases ON run_queue (tenant, lease_until);
 ";
 
 /// The shared database: a connection pool, and the notifications the

@@ -58,20 +58,34 @@ impl PgQueue {
 // store's unit (Unix seconds).
 
 /// The tenant with the fewest leased runs first, its oldest run first;
-/// tenants at their cap (`$2`) are skipped.
-const CLAIM: &str = "WITH now AS (SELECT extract(epoch from clock_timestamp())::float8 AS t),
-     leased AS (
-         SELECT tenant, count(*) AS n FROM run_queue, now
-         WHERE lease_until >= now.t GROUP BY tenant),
-     next AS (
-         SELECT q.run_id FROM run_queue q
-         CROSS JOIN now
-         LEFT JOIN leased l ON l.tenant = q.tenant
-         WHERE (q.lease_until IS NULL OR q.lease_until < now.t)
-           AND NOT (q.tenant = ANY($2))
-         ORDER BY COALESCE(l.n, 0), q.enqueued_at, q.ord
-         LIMIT 1
-         FOR UPDATE OF q SKIP LOCKED)
+/// tenants at their cap (`$2`) are skipped. Each tenant's oldest waiting run
+/// and leased count come from the indexes (`run_queue_next`,
+/// `run_queue_leases`), and the tenants from a skip scan of them, so a claim
+/// costs the same with millions of runs queued as with ten: it never sorts
+/// the queue. The tenants' candidates are locked (`SKIP LOCKED`: claims at
+/// once each get a different run) for the moment the statement runs.
+const CLAIM: &str =
+    "WITH RECURSIVE now AS (SELECT extract(epoch from clock_timestamp())::float8 AS t),
+     tenants AS (
+         SELECT min(tenant) AS tenant FROM run_queue
+         UNION ALL
+         SELECT (SELECT min(q.tenant) FROM run_queue q WHERE q.tenant > tenants.tenant)
+         FROM tenants WHERE tenants.tenant IS NOT NULL),
+     candidates AS (
+         SELECT c.run_id, c.enqueued_at, c.ord,
+             (SELECT count(*) FROM run_queue l
+              WHERE l.tenant = tenants.tenant AND l.lease_until >= (SELECT t FROM now)) AS leased
+         FROM tenants
+         CROSS JOIN LATERAL (
+             SELECT q.run_id, q.enqueued_at, q.ord FROM run_queue q
+             WHERE q.tenant = tenants.tenant
+               AND NOT (q.tenant = ANY($2))
+               AND (q.lease_until IS NULL OR q.lease_until < (SELECT t FROM now))
+             ORDER BY q.enqueued_at, q.ord
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED) c
+         WHERE tenants.tenant IS NOT NULL),
+     next AS (SELECT run_id FROM candidates ORDER BY leased, enqueued_at, ord LIMIT 1)
      UPDATE run_queue SET lease_owner = $1, lease_until = (SELECT t FROM now) + $3,
        lease_token = $4
      FROM next WHERE run_queue.run_id = next.run_id
