@@ -227,16 +227,7 @@ pub async fn serve(
     worker: bool,
     on_listen: impl FnOnce(&str),
 ) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| ServeError::Listen {
-            addr: addr.to_string(),
-            message: e.to_string(),
-        })?;
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| addr.to_string());
+    let (listener, local) = bind(addr).await?;
     tracing::info!(addr = %local, worker, "composer serve listening");
     on_listen(&local);
     let work = worker.then(|| tokio::spawn(worker::work(state.clone())));
@@ -260,6 +251,21 @@ pub async fn serve(
     })
 }
 
+/// A listener on `addr`, and the address it got (a port 0 is chosen here).
+async fn bind(addr: &str) -> Result<(tokio::net::TcpListener, String), ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Listen {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })?;
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| addr.to_string());
+    Ok((listener, local))
+}
+
 /// Executes runs and serves no API; with `probes_addr`, answers
 /// `/healthz`, `/readyz` and `/metrics` there (for Prometheus and the
 /// orchestrator's probes).
@@ -270,17 +276,7 @@ pub async fn work_only(
 ) -> Result<(), ServeError> {
     let probes = match probes_addr {
         Some(addr) => {
-            let listener =
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| ServeError::Listen {
-                        addr: addr.to_string(),
-                        message: e.to_string(),
-                    })?;
-            let local = listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|_| addr.to_string());
+            let (listener, local) = bind(addr).await?;
             tracing::info!(addr = %local, "composer worker: metrics and probes listening");
             on_listen(&local);
             let router = routes::probes(state.clone());

@@ -244,14 +244,20 @@ async fn a_log_flood_is_capped_with_a_warning() {
     assert!(warning.1.contains(&expected), "{}", warning.1);
 }
 
+/// A folder of `file` inputs holding `doc.txt`.
+fn inputs_folder(env: &Env) -> std::path::PathBuf {
+    let inputs = env.root.join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::write(inputs.join("doc.txt"), "input text").unwrap();
+    inputs
+}
+
 /// A folder of `file` inputs is granted read-only to the calls of a run
 /// (checked through the host directly: the run passes it as `read_grants`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_grants_are_readable_but_not_writable() {
     let env = Env::new();
-    let inputs = env.root.join("inputs");
-    std::fs::create_dir_all(&inputs).unwrap();
-    std::fs::write(inputs.join("doc.txt"), "input text").unwrap();
+    let inputs = inputs_folder(&env);
     let host = env.hostile_host(limits(|_| {}));
     let read = hostile_function(&host, "read_file").await;
     let write = hostile_function(&host, "write_file").await;
@@ -281,9 +287,7 @@ async fn read_grants_are_readable_but_not_writable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_sharing_a_runs_opened_folders_stay_independent() {
     let env = Env::new();
-    let inputs = env.root.join("inputs");
-    std::fs::create_dir_all(&inputs).unwrap();
-    std::fs::write(inputs.join("doc.txt"), "input text").unwrap();
+    let inputs = inputs_folder(&env);
     let host = env.hostile_host(limits(|_| {}));
     let write = hostile_function(&host, "write_file").await;
     let list = hostile_function(&host, "list_dir").await;

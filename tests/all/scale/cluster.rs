@@ -248,6 +248,18 @@ pub(crate) async fn submit(base: &str, recipe: &str, inputs: Value) -> String {
 pub(crate) use crate::hosting::serve_limits::{is_final, poll_run};
 
 /// A one-node recipe whose prompt names its input `n` (`run-<n>-end`).
+/// Three nodes in a chain; the second calls the `slow` model (give it a
+/// fault to hold it).
+pub(crate) const CHAIN: &str = r#"
+name: chain
+nodes:
+  - {id: first, type: language_task, model: {provider: local, model: fast}, prompt: "first-step"}
+  - {id: second, type: language_task, model: {provider: local, model: slow}, prompt: "second-step {{ first }}"}
+  - {id: third, type: language_task, model: {provider: local, model: fast}, prompt: "third-step {{ second }}"}
+edges: [first to second, second to third]
+final_outputs: [third]
+"#;
+
 pub(crate) const ONE: &str = r#"
 name: one
 user_inputs: [{id: n, type: string}]

@@ -5,7 +5,9 @@
 //! worker frozen (SIGSTOP) past its lease and woken after another worker
 //! finished its run.
 
-use super::cluster::{base, is_final, node_status, poll_run, requests_with, submit, Cluster};
+use super::cluster::{
+    base, is_final, node_status, poll_run, requests_with, submit, Cluster, CHAIN,
+};
 use super::services::Postgres;
 use crate::hosting::serve::{sse, KEY_A};
 use crate::providers::fake::Fault;
@@ -126,16 +128,6 @@ async fn postgres_only_the_newest_claim_of_a_run_counts() {
     )
     .await;
 }
-
-const CHAIN: &str = r#"
-name: chain
-nodes:
-  - {id: first, type: language_task, model: {provider: local, model: fast}, prompt: "first-step"}
-  - {id: second, type: language_task, model: {provider: local, model: slow}, prompt: "second-step {{ first }}"}
-  - {id: third, type: language_task, model: {provider: local, model: fast}, prompt: "third-step {{ second }}"}
-edges: [first to second, second to third]
-final_outputs: [third]
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_frozen_past_its_lease_cannot_undo_the_run_another_worker_finished() {

@@ -7,23 +7,13 @@
 
 use super::cluster::{
     base, is_final, node_status, poll_run, requests_with, submit, submit_many, wait_ready, Cluster,
-    ONE,
+    CHAIN, ONE,
 };
 use crate::hosting::serve::{call, sse, KEY_A};
 use crate::providers::fake::Fault;
 use reqwest::Method;
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-const CHAIN: &str = r#"
-name: chain
-nodes:
-  - {id: first, type: language_task, model: {provider: local, model: fast}, prompt: "first-step"}
-  - {id: second, type: language_task, model: {provider: local, model: slow}, prompt: "second-step {{ first }}"}
-  - {id: third, type: language_task, model: {provider: local, model: fast}, prompt: "third-step {{ second }}"}
-edges: [first to second, second to third]
-final_outputs: [third]
-"#;
 
 const STEPS: &str = r#"
 name: steps
