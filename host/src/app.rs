@@ -33,6 +33,8 @@ pub enum AppError {
     Providers(String),
     #[error("storage: {0}")]
     Storage(#[from] StoreError),
+    #[error("`[storage] url = \"{0}\"`: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")]
+    StorageUrl(String),
 }
 
 /// Why a stored run cannot be continued.
@@ -163,6 +165,18 @@ impl Composer {
     /// redis_url` the result cache and provider rate limits are shared
     /// through Redis. Other processes with the same settings share them.
     pub async fn connect(settings: Settings, key_dirs: &[&Path]) -> Result<Composer, AppError> {
+        let mut settings = settings;
+        let mut postgres_url = None;
+        match settings.storage.url.as_deref().map(str::trim) {
+            None | Some("") => {}
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                postgres_url = Some(url.to_string());
+            }
+            Some(url) => match url.strip_prefix("sqlite://") {
+                Some(path) => settings.cache.path = path.into(),
+                None => return Err(AppError::StorageUrl(url.to_string())),
+            },
+        }
         let redis = settings
             .cache
             .redis_url
@@ -170,11 +184,6 @@ impl Composer {
             .filter(|u| !u.trim().is_empty())
             .map(Redis::open)
             .transpose()?;
-        let postgres_url = settings
-            .storage
-            .url
-            .clone()
-            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
         let pool_size = settings.storage.pool_size;
         let mut app = Self::build(settings, key_dirs, redis.clone())?;
         if let Some(url) = postgres_url {
@@ -248,6 +257,15 @@ impl Composer {
             redis: None,
             warnings,
         })
+    }
+
+    /// Where runs are recorded, for messages: PostgreSQL's `host:port/db`
+    /// or the SQLite file.
+    pub fn storage_location(&self) -> String {
+        match &self.postgres {
+            Some(db) => format!("PostgreSQL {}", db.target()),
+            None => self.settings.cache.path.display().to_string(),
+        }
     }
 
     /// The shared PostgreSQL database (`connect` with a postgres URL).

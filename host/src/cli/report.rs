@@ -46,14 +46,28 @@ pub fn run(args: ReportArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let db_path = match crate::config::discover(None) {
-        Ok((settings, _)) => settings.cache.path,
+    let settings = match crate::config::discover(None) {
+        Ok((settings, _)) => settings,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    match load_records(&db_path, &filter) {
+    let Some(runtime) = super::run::runtime() else {
+        return ExitCode::FAILURE;
+    };
+    // The run store the settings name: SQLite, or `[storage] url`'s
+    // PostgreSQL (a report over every process's runs).
+    let loaded = runtime.block_on(async {
+        let app = crate::app::Composer::connect(settings, &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        let store = app.store().ok_or_else(|| app.warnings().join("; "))?;
+        load_records(store.as_ref(), &filter)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match loaded {
         Ok(records) => print_report(&records, &filter, args.json),
         Err(e) => {
             eprintln!("error: {e}");
@@ -63,16 +77,17 @@ pub fn run(args: ReportArgs) -> ExitCode {
 }
 
 /// The finished runs in the run store that the filter keeps.
-fn load_records(db_path: &std::path::Path, filter: &Filter) -> Result<Vec<RunRecord>, String> {
-    let db = crate::store::Database::open(db_path).map_err(|e| e.to_string())?;
-    let store = crate::store::SqliteStore::new(std::sync::Arc::new(db));
+async fn load_records(
+    store: &dyn crate::store::RunStore,
+    filter: &Filter,
+) -> Result<Vec<RunRecord>, crate::store::StoreError> {
     let runs = store
-        .list(&crate::store::RunFilter {
+        .runs(crate::store::RunFilter {
             recipe: filter.recipe.clone(),
             since: filter.since.map(|s| s as f64),
             ..Default::default()
         })
-        .map_err(|e| e.to_string())?;
+        .await?;
     let mut records = Vec::new();
     for run in runs {
         // Runs still going (or killed) have no figures yet.
@@ -87,7 +102,7 @@ fn load_records(db_path: &std::path::Path, filter: &Filter) -> Result<Vec<RunRec
         // The run's error names the node that failed it; nodes that failed
         // without failing the run (`on_error: continue`) add their own.
         let mut errors: Vec<String> = run.error.iter().cloned().collect();
-        if let Ok(Some((_, nodes))) = store.get(&run.id) {
+        if let Ok(nodes) = store.nodes(&run.id).await {
             let failing = errors.first().cloned().unwrap_or_default();
             errors.extend(
                 nodes

@@ -126,7 +126,9 @@ pub fn run(args: RunArgs) -> ExitCode {
     // Plugins are found wherever composer runs: the recipe's own folders
     // join the search path (plugins/discovery.rs).
     settings.plugins.paths = search_path(&settings.plugins.paths, Some(&recipe_dir));
-    let app = match Composer::open(settings, &[Path::new("."), &recipe_dir]) {
+    // The same storage, cache and rate limits as `serve` and `worker` with
+    // these settings (`[storage] url`, `[cache] redis_url`).
+    let app = match runtime.block_on(Composer::connect(settings, &[Path::new("."), &recipe_dir])) {
         Ok(app) => app,
         Err(e) => return usage_error(e),
     };

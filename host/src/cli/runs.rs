@@ -1,6 +1,6 @@
 //! `composer runs list|show`
 
-use crate::store::{Database, RunFilter, SqliteStore};
+use crate::store::RunFilter;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -65,8 +65,6 @@ fn time(unix: f64) -> String {
 }
 
 pub fn run(command: RunsCommand, settings: crate::config::Settings) -> ExitCode {
-    let db_path = settings.cache.path.clone();
-    let db_path = db_path.as_path();
     let command = match command {
         RunsCommand::Resume(args) => return resume(settings, args, None),
         RunsCommand::Reply {
@@ -85,13 +83,23 @@ pub fn run(command: RunsCommand, settings: crate::config::Settings) -> ExitCode 
         }
         other => other,
     };
-    let store = match Database::open(db_path) {
-        Ok(db) => SqliteStore::new(Arc::new(db)),
+    let Some(runtime) = super::run::runtime() else {
+        return ExitCode::FAILURE;
+    };
+    // The run store the settings name: SQLite, or `[storage] url`'s
+    // PostgreSQL (where `serve` and `worker` record runs too).
+    let app = match runtime.block_on(crate::app::Composer::connect(settings, &[])) {
+        Ok(app) => app,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let Some(store) = app.store() else {
+        eprintln!("error: {}", app.warnings().join("; "));
+        return ExitCode::FAILURE;
+    };
+    let location = app.storage_location();
     match command {
         RunsCommand::List {
             recipe,
@@ -103,7 +111,7 @@ pub fn run(command: RunsCommand, settings: crate::config::Settings) -> ExitCode 
                 limit: Some(limit),
                 ..Default::default()
             };
-            match store.list(&filter) {
+            match runtime.block_on(store.runs(filter)) {
                 Ok(runs) if json => {
                     println!(
                         "{}",
@@ -113,7 +121,7 @@ pub fn run(command: RunsCommand, settings: crate::config::Settings) -> ExitCode 
                 }
                 Ok(runs) => {
                     if runs.is_empty() {
-                        println!("no runs recorded in {}", db_path.display());
+                        println!("no runs recorded in {location}");
                     }
                     for r in runs {
                         let wall = r
@@ -137,48 +145,61 @@ pub fn run(command: RunsCommand, settings: crate::config::Settings) -> ExitCode 
                 }
             }
         }
-        RunsCommand::Show { run_id, json } => match store.get(&run_id) {
-            Ok(Some((run, nodes))) if json => {
-                let v = serde_json::json!({"run": run, "nodes": nodes});
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                ExitCode::SUCCESS
-            }
-            Ok(Some((run, nodes))) => {
-                println!("{} ({}) {}", run.id, run.recipe, run.status);
-                println!("  started  {}", time(run.started_at));
-                if let Some(f) = run.finished_at {
-                    println!("  finished {} ({:.2}s)", time(f), f - run.started_at);
+        RunsCommand::Show { run_id, json } => {
+            let found = runtime.block_on(async {
+                match store.run(&run_id).await? {
+                    Some(run) => Ok(Some((run, store.nodes(&run_id).await?))),
+                    None => Ok(None),
                 }
-                println!("  inputs   {}", run.inputs);
-                if let Some(e) = &run.error {
-                    println!("  error    {e}");
+            });
+            match found {
+                Ok(Some((run, nodes))) if json => {
+                    let v = serde_json::json!({"run": run, "nodes": nodes});
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    ExitCode::SUCCESS
                 }
-                println!("  nodes:");
-                for n in nodes {
-                    let d = n.duration.map(|d| format!("{d:.3}s")).unwrap_or_default();
-                    println!("    {:<32} {:<10} {d}", n.node, n.status);
-                    if let Some(e) = n.error {
-                        println!("      error: {e}");
-                    }
+                Ok(Some((run, nodes))) => {
+                    print_run(&run, &nodes);
+                    ExitCode::SUCCESS
                 }
-                if let Some(o) = &run.outputs {
-                    println!(
-                        "  outputs:\n{}",
-                        serde_json::to_string_pretty(o).unwrap_or_default()
-                    );
+                Ok(None) => {
+                    eprintln!("error: no run `{run_id}` in {location}");
+                    ExitCode::FAILURE
                 }
-                ExitCode::SUCCESS
+                Err(e) => {
+                    let e: crate::store::StoreError = e;
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Ok(None) => {
-                eprintln!("error: no run `{run_id}` in {}", db_path.display());
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         RunsCommand::Resume(_) | RunsCommand::Reply { .. } => ExitCode::from(2),
+    }
+}
+
+fn print_run(run: &crate::store::RunRecord, nodes: &[crate::store::NodeRecord]) {
+    println!("{} ({}) {}", run.id, run.recipe, run.status);
+    println!("  started  {}", time(run.started_at));
+    if let Some(f) = run.finished_at {
+        println!("  finished {} ({:.2}s)", time(f), f - run.started_at);
+    }
+    println!("  inputs   {}", run.inputs);
+    if let Some(e) = &run.error {
+        println!("  error    {e}");
+    }
+    println!("  nodes:");
+    for n in nodes {
+        let d = n.duration.map(|d| format!("{d:.3}s")).unwrap_or_default();
+        println!("    {:<32} {:<10} {d}", n.node, n.status);
+        if let Some(e) = &n.error {
+            println!("      error: {e}");
+        }
+    }
+    if let Some(o) = &run.outputs {
+        println!(
+            "  outputs:\n{}",
+            serde_json::to_string_pretty(o).unwrap_or_default()
+        );
     }
 }
 
@@ -221,7 +242,7 @@ fn resume(
         }
     };
     let out_root = settings.engine.output_dir.clone();
-    let app = match crate::app::Composer::open(settings, &[Path::new(".")]) {
+    let app = match runtime.block_on(crate::app::Composer::connect(settings, &[Path::new(".")])) {
         Ok(app) => app,
         Err(e) => {
             eprintln!("error: {e}");

@@ -51,8 +51,6 @@ pub struct ServerState {
 pub enum ServeError {
     #[error("the server needs a run store, and the database could not be opened: {0}")]
     NoStore(String),
-    #[error("`[storage] url = \"{0}\"`: use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")]
-    Storage(String),
     #[error("tenant `{0}` is configured twice")]
     DuplicateTenant(String),
     #[error("tenant `{0}` has no usable `key_sha256` (64 hex digits each)")]
@@ -81,13 +79,6 @@ impl ServerState {
     /// process left: runs it had leased go back to the queue.
     pub async fn open(settings: crate::config::Settings) -> Result<Arc<ServerState>, ServeError> {
         let mut settings = settings;
-        if let Some(url) = &settings.storage.url {
-            if let Some(path) = url.strip_prefix("sqlite://") {
-                settings.cache.path = path.into();
-            } else if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(ServeError::Storage(url.clone()));
-            }
-        }
         // The operator's plugins are found as the command line finds them
         // (environment, config, the user folder, beside the binary).
         settings.plugins.paths =

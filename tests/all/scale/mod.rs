@@ -2,6 +2,7 @@
 //! one Redis, both private instances the tests start and stop.
 
 mod claims;
+mod cli;
 mod cluster;
 mod counters;
 mod fencing;

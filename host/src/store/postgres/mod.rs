@@ -131,6 +131,11 @@ fn target_of(config: &tokio_postgres::Config) -> String {
 }
 
 impl PgDatabase {
+    /// `host:port/database`, without credentials (for messages).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     /// Connects, applies the schema, and starts listening. `pool_size`
     /// connections at most are open at once (plus the listening one).
     pub async fn connect(url: &str, pool_size: usize) -> Result<Arc<PgDatabase>, StoreError> {
