@@ -218,7 +218,15 @@ fn local_target(
     let recipe_dir = loaded.recipe.base_dir.clone();
     settings.plugins.paths = search_path(&settings.plugins.paths, Some(&recipe_dir));
     let allow_extra_inputs = args.allow_extra_inputs || settings.engine.allow_extra_inputs;
-    let app = Composer::open(settings, &[Path::new("."), &recipe_dir]).map_err(usage_error)?;
+    if !args.record {
+        // Nothing is recorded: no need to reach a shared run store.
+        settings.storage.url = None;
+    }
+    // The cache and rate limits the settings share (`[cache] redis_url`),
+    // and with `--record` their run store, as `composer run` uses them.
+    let app = rt
+        .block_on(Composer::connect(settings, &[Path::new("."), &recipe_dir]))
+        .map_err(usage_error)?;
     let app = if args.record {
         app
     } else {
