@@ -146,6 +146,8 @@ pub struct Composer {
     cache: Option<Arc<ResultCache>>,
     store: Option<Arc<dyn RunStore>>,
     queue: Option<Arc<dyn WorkQueue>>,
+    /// The embedded database (`[cache] path`), when it opened.
+    database: Option<Arc<Database>>,
     /// The shared backends of `connect`, for health and notifications.
     postgres: Option<Arc<PgDatabase>>,
     redis: Option<Redis>,
@@ -195,7 +197,7 @@ impl Composer {
         if let Some(redis) = &redis {
             if let Err(e) = redis.ping().await {
                 app.warnings.push(format!(
-                    "{e}: quotas refuse runs (fail closed), the result cache is skipped and rate limits are per process until it answers"
+                    "{e}: until it answers, the result cache is skipped, rate limits are per process, and servers refuse runs of tenants with quotas (they fail closed)"
                 ));
             }
         }
@@ -209,10 +211,11 @@ impl Composer {
         redis: Option<Redis>,
     ) -> Result<Composer, AppError> {
         let mut warnings = Vec::new();
-        let (mut cache, mut store, mut queue) = (None, None, None);
+        let (mut cache, mut store, mut queue, mut database) = (None, None, None, None);
         match Database::open(&settings.cache.path) {
             Ok(db) => {
                 let db = Arc::new(db);
+                database = Some(db.clone());
                 if settings.cache.enabled {
                     let mut c = ResultCache::new(&settings.cache, Some(db.clone()))
                         .map_err(AppError::Cache)?;
@@ -253,10 +256,17 @@ impl Composer {
             cache,
             store,
             queue,
+            database,
             postgres: None,
             redis: None,
             warnings,
         })
+    }
+
+    /// The embedded SQLite database (`[cache] path`), for what else a
+    /// process keeps beside its runs and cache (a server's daily usage).
+    pub fn database(&self) -> Option<&Arc<Database>> {
+        self.database.as_ref()
     }
 
     /// Where runs are recorded, for messages: PostgreSQL's `host:port/db`

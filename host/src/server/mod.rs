@@ -117,11 +117,9 @@ impl ServerState {
         // cached: a restart must not hand out a fresh budget.
         let quotas: Arc<dyn QuotaStore> = match app.redis() {
             Some(redis) => SharedQuotas::new(redis.clone()),
-            None => QuotaState::new(
-                crate::store::Database::open(&app.settings().cache.path)
-                    .ok()
-                    .map(Arc::new),
-            ),
+            // The app's own connection: a second one on the same file
+            // would make every transaction contend with it.
+            None => QuotaState::new(app.database().cloned()),
         };
         let (finished, _) = broadcast::channel(4096);
         Ok(Arc::new(ServerState {
